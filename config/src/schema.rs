@@ -1,0 +1,79 @@
+//! The TOML schema, as serde sees it: exactly what the user wrote, typed but not yet validated.
+//! Every struct denies unknown keys, so a misspelt `memroy` is an error rather than a silently
+//! ignored line. Ranges and cross-field rules are checked afterwards, in `lib.rs`, where an error
+//! can name the VM.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use crate::error::SizeText;
+
+/// A whole config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    /// The `[[vm]]` tables, in file order.
+    #[serde(default)]
+    pub vm: Vec<RawVm>,
+}
+
+/// One `[[vm]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawVm {
+    pub name: String,
+    pub image: String,
+    pub memory: SizeText,
+    /// Signed so that a negative count gets the same message as any other out-of-range one.
+    #[serde(default = "default_vcpus")]
+    pub vcpus: i64,
+    /// Signed for the same reason as `vcpus`.
+    #[serde(default = "default_cpus")]
+    pub cpus: Vec<i64>,
+    pub load_address: Option<u64>,
+    pub entry: Option<u64>,
+    #[serde(default)]
+    pub bootargs: String,
+}
+
+fn default_vcpus() -> i64 {
+    1
+}
+
+fn default_cpus() -> Vec<i64> {
+    vec![0]
+}
+
+/// A size is either a TOML integer or a string; the string is parsed later so a bad one is
+/// reported with the VM's name.
+impl<'de> Deserialize<'de> for SizeText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+
+        impl Visitor<'_> for SizeVisitor {
+            type Value = SizeText;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size: an integer number of bytes, or a string such as \"16M\"")
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<SizeText, E> {
+                Ok(SizeText::Integer(value))
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<SizeText, E> {
+                i64::try_from(value)
+                    .map(SizeText::Integer)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(value), &self))
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<SizeText, E> {
+                Ok(SizeText::Text(value.to_owned()))
+            }
+        }
+
+        deserializer.deserialize_any(SizeVisitor)
+    }
+}

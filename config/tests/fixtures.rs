@@ -1,0 +1,100 @@
+//! Loads the configs in `tests/fixtures/` (see its README) from disk, as `build.rs` does.
+
+use std::path::PathBuf;
+
+use bulkhead_config::{load, ConfigError, Field, ImageFormat, GUEST_RAM_BASE};
+
+/// The path of fixture `name`.
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Loads fixture `name`, expecting an error.
+fn load_error(name: &str) -> ConfigError {
+    match load(&fixture(name)) {
+        Ok(config) => panic!("{name}: expected an error, got {config:?}"),
+        Err(error) => error,
+    }
+}
+
+#[test]
+fn good_config() {
+    let config = load(&fixture("good.toml")).unwrap();
+    let names: Vec<_> = config.vms.iter().map(|vm| vm.name.as_str()).collect();
+    assert_eq!(names, ["first", "second-vm_2"]);
+
+    let [first, second] = config.vms.as_slice() else {
+        panic!("two VMs expected")
+    };
+    assert_eq!(first.image.format, ImageFormat::Raw);
+    assert_eq!(first.image.bytes, b"bulkhead raw fixture\n");
+    assert_eq!(
+        (first.image.load_address, first.image.entry),
+        (GUEST_RAM_BASE, GUEST_RAM_BASE)
+    );
+    assert_eq!(first.memory_bytes, 2 << 20);
+    assert_eq!(second.memory_bytes, 4 << 20);
+    assert_eq!((second.vcpus, second.cpus.as_slice()), (2, &[1, 2][..]));
+    assert_eq!(
+        (second.image.load_address, second.image.entry),
+        (0x4020_0000, 0x4020_0004)
+    );
+    assert_eq!(second.bootargs, "console=ttyAMA0 earlycon");
+}
+
+#[test]
+fn unknown_key() {
+    let error = load_error("unknown_key.toml");
+    let message = error.to_string();
+    assert!(message.starts_with(&fixture("unknown_key.toml").display().to_string()));
+    assert!(message.contains("unknown field `memroy`"), "{message}");
+    assert_eq!(error.field(), None);
+}
+
+#[test]
+fn bad_size() {
+    let error = load_error("bad_size.toml");
+    assert_eq!(error.field(), Some(Field::Memory));
+    assert!(error.to_string().ends_with(
+        r#": vm[1] ("escape").memory: "12Q" is not a size (bytes, or a number with K, M or G)"#
+    ));
+}
+
+#[test]
+fn duplicate_name() {
+    let error = load_error("duplicate_name.toml");
+    assert_eq!(error.field(), Some(Field::Name));
+    assert!(error
+        .to_string()
+        .ends_with(r#": vm[2].name: "hello" is used by vm[0] too"#));
+}
+
+#[test]
+fn no_vms() {
+    let error = load_error("no_vms.toml");
+    assert!(error.to_string().contains("no [[vm]] table"));
+}
+
+#[test]
+fn missing_image() {
+    let error = load_error("missing_image.toml");
+    assert_eq!(error.field(), Some(Field::Image));
+    assert_eq!(
+        error.missing_image(),
+        Some(fixture("no-such-guest").as_path())
+    );
+    assert!(error.to_string().ends_with(
+        r#": vm[0] ("hello").image: cannot read no-such-guest: No such file or directory"#
+    ));
+}
+
+#[test]
+fn entry_outside() {
+    let error = load_error("entry_outside.toml");
+    assert_eq!(error.field(), Some(Field::Entry));
+    assert!(error
+        .to_string()
+        .contains("0x40001000 is not inside the image's bytes"));
+}

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing Bulkhead needs, idempotently, and says what it installed.
+# Sourced by build.sh/run.sh/test.sh; safe to run by hand.  Writes target/toolchain.env, which names the
+# toolchain chosen:
+#   rustup  - stable Rust with the aarch64-unknown-none target (rustup target add)
+#   debian  - Debian's rustc-web/cargo-web 1.96 + rust-web-src, building core/alloc with -Zbuild-std
+# BULKHEAD_TOOLCHAIN=rustup|debian forces one.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mkdir -p "$ROOT/target"
+say() { echo "setup: $*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+APT_UPDATED=0
+apt_update_once() {
+    if [ "$APT_UPDATED" = 0 ]; then
+        say "apt-get update"
+        $SUDO apt-get update -qq >&2
+        APT_UPDATED=1
+    fi
+}
+# apt_install [-t suite] pkg...: installs the packages that are not installed yet.
+apt_install() {
+    local suite=()
+    if [ "${1:-}" = "-t" ]; then suite=(-t "$2"); shift 2; fi
+    local missing=()
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_update_once
+        say "installing ${missing[*]} ${suite[*]:-}"
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${suite[@]}" "${missing[@]}" >&2
+    fi
+}
+
+# --- QEMU >= 9 (raspi4b); Debian 12 has it in bookworm-backports --------------------------------------
+qemu_ok() {
+    command -v qemu-system-aarch64 >/dev/null 2>&1 || return 1
+    local v; v=$(qemu-system-aarch64 --version | head -1 | sed -E 's/.*version ([0-9]+).*/\1/')
+    [ "$v" -ge 9 ]
+}
+if ! qemu_ok; then
+    if grep -q 'VERSION_CODENAME=bookworm' /etc/os-release 2>/dev/null; then
+        if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+            say "adding bookworm-backports to apt sources"
+            echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+            APT_UPDATED=0
+        fi
+        apt_install -t bookworm-backports qemu-system-arm
+    else
+        apt_install qemu-system-arm
+    fi
+    qemu_ok || { say "ERROR: qemu-system-aarch64 >= 9 is needed (found: $(qemu-system-aarch64 --version 2>/dev/null | head -1))"; exit 1; }
+fi
+
+# --- host tools ---------------------------------------------------------------------------------------
+apt_install device-tree-compiler lld e2fsprogs python3 binutils-aarch64-linux-gnu
+
+# --- Rust toolchain for aarch64-unknown-none --------------------------------------------------------
+choose_toolchain() {
+    local want="${BULKHEAD_TOOLCHAIN:-}"
+    if [ "$want" != "debian" ] && command -v rustup >/dev/null 2>&1; then
+        if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-none; then
+            echo rustup; return
+        fi
+        # `rustup target add` hangs where it cannot reach its server: give it a short timeout.
+        if timeout 60 rustup target add aarch64-unknown-none >/dev/null 2>&1; then
+            say "installed rustup target aarch64-unknown-none"
+            echo rustup; return
+        fi
+        say "rustup cannot provide aarch64-unknown-none here; using Debian's rustc-web with -Zbuild-std"
+    fi
+    if [ "$want" = "rustup" ]; then say "ERROR: BULKHEAD_TOOLCHAIN=rustup but rustup has no aarch64-unknown-none"; exit 1; fi
+    echo debian
+}
+TC="$(choose_toolchain)"
+if [ "$TC" = debian ]; then
+    apt_install rustc-web cargo-web rust-web-src lld
+fi
+{
+    echo "BULKHEAD_TOOLCHAIN=$TC"
+} > "$ROOT/target/toolchain.env"
+say "toolchain: $TC"

@@ -1,0 +1,306 @@
+//! The boot path, as a table of contents. The primary CPU runs these phases in order, one log
+//! line each; a phase that fails prints a boot error naming what was wrong and stops.
+//!
+//! 1. check the load address        - the loader put the image where the Image header asked
+//! 2. bootstrap MMU                 - so Rust code has caches and atomics
+//! 3. early heap and console        - the board's default UART until the DT names one
+//! 4. host device tree              - `platform::parse`: memory, CPUs, GIC, timer, console...
+//! 5. physical memory               - frames = DT memory - image - DTB - reservations
+//! 6. heap                          - grown from frames
+//! 7. EL2 memory map                - identity map: RAM normal, text RX, devices Device-nGnRE
+//! 8. EL2 trap controls           - (the vectors are installed right after phase 2)
+//! 9. secondary CPUs                - PSCI CPU_ON or spin table; each reports online at EL2
+//! 10. VMs                          - built from the config; each CPU runs the VMs placed on it
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use spin::{Mutex, Once};
+
+use crate::addr::{AddrRange, PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::arch::aarch64::{boot as entry, cpu, exception, firmware, mmu, virt};
+use crate::mm::frame::FrameAllocator;
+use crate::mm::pagetable::{El2Stage1Tables, MemoryAttributes, Permissions};
+use crate::mm::{heap, tables::FrameTables};
+use crate::platform::{self, GicRegions, Platform, PsciConduit};
+use crate::vm::run::Vm;
+use crate::{console, smp, vms};
+
+/// The board this image was built for (`scripts/build.sh --platform`).
+pub const BOARD: &str = env!("BULKHEAD_PLATFORM");
+
+/// The board's console UART before the DT is read (and for errors about the DT itself).
+fn board_default_uart() -> PhysAddr {
+    match BOARD {
+        // BCM2711 PL011 UART0 (the Pi's GPIO 14/15 with dtoverlay=disable-bt).
+        "rpi4" => PhysAddr::new(0xfe20_1000),
+        // QEMU virt's PL011.
+        _ => PhysAddr::new(0x0900_0000),
+    }
+}
+
+/// Bytes of heap taken from frames in phase 6.
+const HEAP_SIZE: u64 = 8 << 20;
+
+/// Largest DTB Bulkhead accepts (booting.rst: at most 2 MiB).
+const MAX_DTB_SIZE: usize = 2 << 20;
+
+static PLATFORM: Once<Platform<'static>> = Once::new();
+static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::new());
+static VMS: Once<Vec<VmSlot>> = Once::new();
+
+/// A built VM and the CPU it is placed on (readable without taking the VM's lock, which the CPU
+/// running it holds).
+struct VmSlot {
+    cpu: usize,
+    vm: Mutex<Vm>,
+}
+/// CPUs that have finished running their VMs.
+static CPUS_DONE: AtomicUsize = AtomicUsize::new(0);
+
+/// The conduit to the host's PSCI firmware, once the DT has been read.
+pub fn firmware_conduit() -> Option<PsciConduit> {
+    PLATFORM.get().and_then(|p| p.psci)
+}
+
+/// Linker-script symbols bounding the image and its text.
+fn image_layout() -> (AddrRange<PhysAddr>, AddrRange<PhysAddr>) {
+    extern "C" {
+        static __image_start: u8;
+        static __image_end: u8;
+        static __text_start: u8;
+        static __text_end: u8;
+    }
+    let addr = |p: *const u8| PhysAddr::new(p as u64);
+    // Only the symbols' addresses are taken; nothing is read through them.
+    let image = AddrRange {
+        start: addr(core::ptr::addr_of!(__image_start)),
+        end: addr(core::ptr::addr_of!(__image_end)),
+    };
+    let text = AddrRange {
+        start: addr(core::ptr::addr_of!(__text_start)),
+        end: addr(core::ptr::addr_of!(__text_end)),
+    };
+    (image, text)
+}
+
+fn boot_error(phase: &str, error: impl core::fmt::Display) -> ! {
+    console::print(format_args!("[cpu0 ERROR] boot error: {phase}: {error}\n"));
+    console::print(format_args!("[cpu0 ERROR] Bulkhead cannot continue; stopping\n"));
+    cpu::halt()
+}
+
+/// Turns the DTB address the loader passed in x0 into a byte slice, checking the header.
+///
+/// # Safety
+/// `address`, if the header there is valid, must point to a DTB that stays untouched for the
+/// rest of the program (the frame allocator reserves it).
+unsafe fn dtb_blob(address: usize) -> Result<&'static [u8], &'static str> {
+    if address == 0 || address % 8 != 0 {
+        return Err("x0 does not hold an 8-byte aligned DTB address");
+    }
+    // SAFETY: the caller guarantees a readable DTB header at `address` (40 bytes).
+    let header = unsafe { core::slice::from_raw_parts(address as *const u8, 40) };
+    let size = platform::dtb_total_size(header).map_err(|_| "no valid DTB header at the address in x0")?;
+    if size > MAX_DTB_SIZE {
+        return Err("the DTB is larger than 2 MiB");
+    }
+    // SAFETY: the header says the blob is `size` bytes long; the caller guarantees it stays.
+    Ok(unsafe { core::slice::from_raw_parts(address as *const u8, size) })
+}
+
+/// The primary CPU's boot, from `primary_entry` (MMU off, EL2, x0 = DTB).
+pub fn primary_main(dtb_address: usize, image_start: usize) -> ! {
+    cpu::set_cpu_index(0);
+    let (image, text) = image_layout();
+
+    // 1. The load address. PC-relative code runs anywhere, but absolute addresses (vectors,
+    //    function pointers) are link-time: a misplaced image must stop here.
+    let linked = entry::image_link_address();
+    // 2. The bootstrap map (safe either way: it maps the GiB the code actually runs in).
+    mmu::enable_bootstrap_map(image_start..image_start + image.size() as usize);
+    // Any exception at EL2 from here on is reported as a hypervisor panic.
+    exception::install_vectors();
+    // 3. Early heap and console.
+    heap::init_early();
+    // SAFETY: the board's UART is mapped as Device by the bootstrap map and nothing else drives it.
+    unsafe { console::init(board_default_uart()) };
+    log::info!("Bulkhead {} on {BOARD}: booting at EL2", env!("CARGO_PKG_VERSION"));
+    if linked != image_start {
+        boot_error(
+            "load address",
+            format_args!("the image runs at {image_start:#x} but was linked at {linked:#x}; use the Image header's text_offset"),
+        );
+    }
+    log::info!("image {:#x}..{:#x} ({} KiB)", image.start.as_u64(), image.end.as_u64(), image.size() / 1024);
+
+    // 4. The host device tree.
+    // SAFETY: the loader hands over the DTB in x0 and Bulkhead reserves it below.
+    let blob = unsafe { dtb_blob(dtb_address) }.unwrap_or_else(|e| boot_error("device tree", e));
+    let platform = match platform::parse(blob) {
+        Ok(platform) => PLATFORM.call_once(|| platform),
+        Err(error) => boot_error("device tree", error),
+    };
+    for line in platform.summary() {
+        log::info!("dt: {line}");
+    }
+    if platform.console.uart.base != board_default_uart() {
+        // SAFETY: the DT names this PL011 as the console; the bootstrap map covers it as Device.
+        unsafe { console::init(platform.console.uart.base) };
+        log::info!("console moved to the DT's UART at {}", platform.console.uart.base);
+    }
+
+    // 5. Physical memory.
+    let dtb_range = AddrRange::from_start_size(PhysAddr::new(dtb_address as u64), blob.len() as u64)
+        .unwrap_or_else(|| boot_error("device tree", "DTB range overflows"));
+    {
+        let mut frames = FRAMES.lock();
+        for range in &platform.memory {
+            frames.add(*range).unwrap_or_else(|e| boot_error("physical memory", e));
+        }
+        for range in platform.reserved.iter().chain([image, dtb_range].iter()) {
+            frames.reserve(*range).unwrap_or_else(|e| boot_error("physical memory", e));
+        }
+        // Spin-table release addresses live in RAM the loader keeps for them.
+        for cpu in &platform.cpus {
+            if let Some(platform::EnableMethod::SpinTable { release_addr }) = cpu.enable_method {
+                let slot = AddrRange { start: release_addr, end: release_addr.add(8) };
+                frames.reserve(slot).unwrap_or_else(|e| boot_error("physical memory", e));
+            }
+        }
+        log::info!("memory: {} MiB free in {} ranges", frames.free_bytes() >> 20, frames.free_ranges().len());
+
+        // 6. The heap.
+        let heap_start = frames.alloc(HEAP_SIZE, PAGE_SIZE).unwrap_or_else(|e| boot_error("heap", e));
+        // SAFETY: the frames were just taken from the allocator and are mapped (normal RAM in the
+        // image's GiB or Device elsewhere; the heap is only used after phase 7 remaps it normal).
+        unsafe { heap::grow(heap_start.as_u64() as usize, HEAP_SIZE as usize) };
+
+        // 7. The EL2 memory map.
+        build_el2_map(&mut frames, platform, text);
+    }
+    log::info!("EL2 MMU: identity map installed");
+
+    // 8. Traps (the vectors are in since phase 2).
+    virt::configure_traps();
+
+    // 9. Secondary CPUs.
+    smp::mark_online(0);
+    smp::start_secondaries(platform);
+    log::info!("smp: {} CPUs online", smp::online_count());
+
+    // 10. VMs.
+    build_vms();
+    run_cpu(0);
+    // The primary waits for every CPU to finish, then powers the machine off.
+    while CPUS_DONE.load(Ordering::Acquire) < smp::online_count() {
+        cpu::wait_for_event();
+    }
+    log::info!("all VMs have stopped: powering off");
+    if let Some(conduit) = platform.psci {
+        firmware::system_off(conduit);
+    }
+    cpu::halt()
+}
+
+fn build_el2_map(frames: &mut FrameAllocator, platform: &Platform<'_>, text: AddrRange<PhysAddr>) {
+    let bits = mmu::physical_address_bits();
+    let mut tables = FrameTables::new(frames);
+    let mut map = El2Stage1Tables::new(&mut tables, bits).unwrap_or_else(|e| boot_error("EL2 memory map", e));
+    let rw = MemoryAttributes::normal(Permissions::READ_WRITE);
+    let rx = MemoryAttributes::normal(Permissions::READ_EXECUTE);
+    let device = MemoryAttributes::device(Permissions::READ_WRITE);
+    let mut identity = |tables: &mut FrameTables<'_>, range: AddrRange<PhysAddr>, attrs| {
+        let start = range.start.align_down(PAGE_SIZE);
+        let end = range.end.align_up(PAGE_SIZE).unwrap_or(range.end);
+        if end > start {
+            map.map(tables, VirtAddr::new(start.as_u64()), start, end.offset_from(start), attrs)
+                .unwrap_or_else(|e| boot_error("EL2 memory map", e));
+        }
+    };
+    for ram in &platform.memory {
+        if ram.overlaps(&text) {
+            identity(&mut tables, AddrRange { start: ram.start, end: text.start }, rw);
+            identity(&mut tables, text, rx);
+            identity(&mut tables, AddrRange { start: text.end, end: ram.end }, rw);
+        } else {
+            identity(&mut tables, *ram, rw);
+        }
+    }
+    identity(&mut tables, AddrRange::from_start_size(platform.console.uart.base, platform.console.uart.size.max(PAGE_SIZE)).unwrap_or_else(|| boot_error("EL2 memory map", "console range")), device);
+    match platform.gic.regions {
+        GicRegions::V3 { gicd, gicr } => {
+            identity(&mut tables, gicd, device);
+            identity(&mut tables, gicr, device);
+        }
+        GicRegions::V2 { gicd, gicc, gich, gicv } => {
+            for r in [gicd, gicc, gich, gicv] {
+                identity(&mut tables, r, device);
+            }
+        }
+    }
+    drop(identity);
+    mmu::install_el2_tables(map.root(), 64 - map.tcr_el2_t0sz() as u32);
+}
+
+fn build_vms() {
+    let mut frames = FRAMES.lock();
+    let mut built = Vec::new();
+    for (index, config) in vms::VMS.iter().enumerate() {
+        let vmid = (index + 1) as u16;
+        match Vm::build(config, vmid, &mut frames) {
+            Ok(vm) => {
+                log::info!("vm {}: built (VMID {vmid}, {} MiB, cpu{})", config.name, config.memory_bytes >> 20, config.cpus[0]);
+                built.push(VmSlot { cpu: config.cpus[0], vm: Mutex::new(vm) });
+            }
+            Err(error) => log::error!("vm {}: not started: {error}", config.name),
+        }
+    }
+    if built.is_empty() {
+        log::warn!("no VM to run");
+    }
+    VMS.call_once(|| built);
+    drop(frames);
+    cpu::send_event();
+}
+
+/// Runs, one after the other, the VMs placed on CPU `index`, then reports this CPU done.
+fn run_cpu(index: usize) {
+    let vms = VMS.wait();
+    for slot in vms {
+        if slot.cpu == index {
+            slot.vm.lock().run();
+        } else if index == 0 && !smp::is_online(slot.cpu) {
+            log::error!("vm {}: placed on cpu{}, which is not online: not started", slot.vm.lock().config.name, slot.cpu);
+        }
+    }
+    CPUS_DONE.fetch_add(1, Ordering::Release);
+    cpu::send_event();
+}
+
+/// A secondary CPU's boot, from `secondary_common` (MMU on with the primary's tables).
+pub fn secondary_main(index: usize) -> ! {
+    cpu::set_cpu_index(index);
+    exception::install_vectors();
+    virt::configure_traps();
+    log::info!("cpu{index} online at EL2 (MPIDR {:#x})", cpu::mpidr_affinity());
+    smp::mark_online(index);
+    run_cpu(index);
+    cpu::halt()
+}
+
+/// Entered at an exception level other than EL2: say so on the board's UART and stop. Runs with
+/// the MMU off and no heap; only the uncontended UART is used.
+pub fn wrong_exception_level(_dtb: usize, el: u64) -> ! {
+    // SAFETY: with the MMU off the UART's physical address is directly accessible; nothing else
+    // drives it.
+    let mut uart = unsafe { crate::drivers::pl011::Pl011::new(board_default_uart()) };
+    use core::fmt::Write;
+    let _ = write!(
+        uart,
+        "Bulkhead: entered at EL{el}, but a hypervisor must start at EL2.\n\
+         Bulkhead: boot it from firmware that leaves EL2 to the OS (QEMU: -machine virt,virtualization=on).\n\
+         Bulkhead: stopping.\n"
+    );
+    cpu::halt()
+}

@@ -1,0 +1,3 @@
+//! Drivers for the host devices Bulkhead itself uses.
+
+pub mod pl011;

@@ -1,0 +1,199 @@
+//! The device tree each VM boots with, written from what the VM was actually given: its memory,
+//! its vCPUs (enable-method "psci"), PSCI 1.1 via HVC, the architected timer, its console PL011 as
+//! `/chosen/stdout-path`, and its command line. Nothing the VM does not own appears in it.
+//! (Devicetree Specification 0.4; Linux bindings arm/psci.yaml, timer/arm,arch_timer.yaml,
+//! serial/pl011.yaml.)
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::fmt::Write;
+
+use vm_fdt::FdtWriter;
+
+use crate::addr::{AddrRange, GuestPhysAddr};
+
+/// Size of the emulated PL011's register window.
+pub const UART_WINDOW: u64 = 0x1000;
+
+/// The apb_pclk / uartclk rate advertised for the PL011 (as QEMU virt does: 24 MHz).
+const UART_CLOCK_HZ: u32 = 24_000_000;
+/// Phandle of the fixed clock feeding the PL011.
+const PHANDLE_APB_CLOCK: u32 = 1;
+
+/// What goes into one VM's device tree.
+#[derive(Clone, Debug)]
+pub struct GuestDtbSpec<'a> {
+    /// The VM's name, in `/model`.
+    pub vm_name: &'a str,
+    /// Guest RAM.
+    pub memory: AddrRange<GuestPhysAddr>,
+    /// Number of vCPUs; vCPU n has MPIDR Aff0 = n.
+    pub vcpus: usize,
+    /// Guest-physical base of the emulated PL011.
+    pub uart_base: GuestPhysAddr,
+    /// `/chosen/bootargs`.
+    pub bootargs: &'a str,
+    /// `/chosen/linux,initrd-start` and `-end`, if the VM has an initrd.
+    pub initrd: Option<AddrRange<GuestPhysAddr>>,
+}
+
+/// The device tree could not be written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestDtbError(&'static str);
+
+impl fmt::Display for GuestDtbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "writing the guest device tree failed: {}", self.0)
+    }
+}
+
+impl From<vm_fdt::Error> for GuestDtbError {
+    fn from(error: vm_fdt::Error) -> Self {
+        Self(match error {
+            vm_fdt::Error::PropertyAfterEndNode => "property after end of node",
+            vm_fdt::Error::PropertyValueTooLarge => "property value too large",
+            vm_fdt::Error::TotalSizeTooLarge => "total size too large",
+            vm_fdt::Error::InvalidString => "invalid string",
+            vm_fdt::Error::OutOfOrderEndNode => "end of node out of order",
+            vm_fdt::Error::UnclosedNode => "unclosed node",
+            vm_fdt::Error::InvalidMemoryReservation => "invalid memory reservation",
+            vm_fdt::Error::OverlappingMemoryReservations => "overlapping memory reservations",
+            vm_fdt::Error::InvalidNodeName => "invalid node name",
+            vm_fdt::Error::InvalidPropertyName => "invalid property name",
+            vm_fdt::Error::NodeDepthTooLarge => "node depth too large",
+            vm_fdt::Error::DuplicatePhandle => "duplicate phandle",
+            _ => "vm-fdt error",
+        })
+    }
+}
+
+fn node_name(prefix: &str, address: u64) -> String {
+    let mut name = String::new();
+    // Writing to a String cannot fail.
+    let _ = write!(name, "{prefix}@{address:x}");
+    name
+}
+
+/// Writes the VM's device tree blob.
+pub fn build(spec: &GuestDtbSpec<'_>) -> Result<Vec<u8>, GuestDtbError> {
+    let mut fdt = FdtWriter::new()?;
+    let root = fdt.begin_node("")?;
+    fdt.property_u32("#address-cells", 2)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_string("compatible", "bulkhead,vm")?;
+    let mut model = String::from("Bulkhead VM ");
+    model.push_str(spec.vm_name);
+    fdt.property_string("model", &model)?;
+
+    let uart_path = node_name("/pl011", spec.uart_base.as_u64());
+
+    let chosen = fdt.begin_node("chosen")?;
+    fdt.property_string("stdout-path", &uart_path)?;
+    fdt.property_string("bootargs", spec.bootargs)?;
+    if let Some(initrd) = spec.initrd {
+        fdt.property_u64("linux,initrd-start", initrd.start.as_u64())?;
+        fdt.property_u64("linux,initrd-end", initrd.end.as_u64())?;
+    }
+    fdt.end_node(chosen)?;
+
+    let aliases = fdt.begin_node("aliases")?;
+    fdt.property_string("serial0", &uart_path)?;
+    fdt.end_node(aliases)?;
+
+    let memory = fdt.begin_node(&node_name("memory", spec.memory.start.as_u64()))?;
+    fdt.property_string("device_type", "memory")?;
+    fdt.property_array_u64("reg", &[spec.memory.start.as_u64(), spec.memory.size()])?;
+    fdt.end_node(memory)?;
+
+    let cpus = fdt.begin_node("cpus")?;
+    fdt.property_u32("#address-cells", 1)?;
+    fdt.property_u32("#size-cells", 0)?;
+    for index in 0..spec.vcpus {
+        let cpu = fdt.begin_node(&node_name("cpu", index as u64))?;
+        fdt.property_string("device_type", "cpu")?;
+        fdt.property_string("compatible", "arm,armv8")?;
+        fdt.property_u32("reg", index as u32)?;
+        fdt.property_string("enable-method", "psci")?;
+        fdt.end_node(cpu)?;
+    }
+    fdt.end_node(cpus)?;
+
+    // PSCI is implemented by Bulkhead through HVC, whatever the host firmware uses.
+    let psci = fdt.begin_node("psci")?;
+    fdt.property_string_list("compatible", alloc::vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()])?;
+    fdt.property_string("method", "hvc")?;
+    fdt.end_node(psci)?;
+
+    // The architected timer. Its interrupts are described once the VM has an interrupt
+    // controller to name as their parent; the counter and the EL1 virtual timer registers work
+    // without it.
+    let timer = fdt.begin_node("timer")?;
+    fdt.property_string_list("compatible", alloc::vec!["arm,armv8-timer".into()])?;
+    fdt.property_null("always-on")?;
+    fdt.end_node(timer)?;
+
+    let clock = fdt.begin_node("apb-pclk")?;
+    fdt.property_string("compatible", "fixed-clock")?;
+    fdt.property_u32("#clock-cells", 0)?;
+    fdt.property_u32("clock-frequency", UART_CLOCK_HZ)?;
+    fdt.property_string("clock-output-names", "clk24mhz")?;
+    fdt.property_phandle(PHANDLE_APB_CLOCK)?;
+    fdt.end_node(clock)?;
+
+    let uart = fdt.begin_node(&uart_path[1..])?;
+    fdt.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()])?;
+    fdt.property_array_u64("reg", &[spec.uart_base.as_u64(), UART_WINDOW])?;
+    fdt.property_array_u32("clocks", &[PHANDLE_APB_CLOCK, PHANDLE_APB_CLOCK])?;
+    fdt.property_string_list("clock-names", alloc::vec!["uartclk".into(), "apb_pclk".into()])?;
+    fdt.end_node(uart)?;
+
+    fdt.end_node(root)?;
+    Ok(fdt.finish()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(vcpus: usize) -> GuestDtbSpec<'static> {
+        GuestDtbSpec {
+            vm_name: "hello",
+            memory: AddrRange::from_start_size(GuestPhysAddr::new(0x4000_0000), 16 << 20).unwrap(),
+            vcpus,
+            uart_base: GuestPhysAddr::new(0x0900_0000),
+            bootargs: "console=ttyAMA0",
+            initrd: None,
+        }
+    }
+
+    #[test]
+    fn describes_what_the_vm_has() {
+        let blob = build(&spec(1)).unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let region = fdt.memory().regions().next().unwrap();
+        assert_eq!(region.starting_address as u64, 0x4000_0000);
+        assert_eq!(region.size, Some(16 << 20));
+        assert_eq!(fdt.cpus().count(), 1);
+        assert_eq!(fdt.find_node("/psci").unwrap().property("method").unwrap().as_str(), Some("hvc"));
+        let stdout = fdt.chosen().stdout().unwrap();
+        assert_eq!(stdout.name, "pl011@9000000");
+        assert_eq!(stdout.reg().unwrap().next().unwrap().starting_address as u64, 0x0900_0000);
+        assert_eq!(fdt.chosen().bootargs(), Some("console=ttyAMA0"));
+        // Nothing the VM does not own: no GIC, no virtio, no host devices.
+        assert!(fdt.find_compatible(&["arm,gic-v3", "arm,cortex-a15-gic", "virtio,mmio"]).is_none());
+    }
+
+    #[test]
+    fn cpus_and_initrd() {
+        let mut s = spec(3);
+        s.initrd = Some(AddrRange::from_start_size(GuestPhysAddr::new(0x4800_0000), 0x1000).unwrap());
+        let blob = build(&s).unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let ids: Vec<usize> = fdt.cpus().map(|c| c.ids().first()).collect();
+        assert_eq!(ids, [0, 1, 2]);
+        let chosen = fdt.find_node("/chosen").unwrap();
+        let start = chosen.property("linux,initrd-start").unwrap().as_usize().unwrap();
+        assert_eq!(start, 0x4800_0000);
+    }
+}
