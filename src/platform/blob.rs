@@ -68,9 +68,14 @@ fn be_u64(bytes: &[u8], offset: usize) -> Option<u64> {
 }
 
 /// Reads header field `offset` from a buffer known to hold at least [`HEADER_SIZE`] bytes.
-fn header_field(header: &[u8], offset: usize) -> usize {
+fn header_field(header: &[u8], offset: usize) -> u32 {
     // Every caller has checked `header.len() >= HEADER_SIZE` and every field lies below it.
-    be_u32(header, offset).unwrap_or(0) as usize
+    be_u32(header, offset).unwrap_or(0)
+}
+
+/// Reads a header field that holds a size or an offset.
+fn header_size(header: &[u8], offset: usize) -> usize {
+    header_field(header, offset) as usize
 }
 
 fn bad_header(why: &'static str) -> DtError<'static> {
@@ -82,14 +87,19 @@ fn bad_header(why: &'static str) -> DtError<'static> {
 /// `header` needs to hold only the first [`HEADER_SIZE`] bytes, so boot code can read those from
 /// the address in x0, learn how long the blob is, and only then build a slice over all of it. The
 /// size is at least [`HEADER_SIZE`] and at most [`MAX_DTB_SIZE`].
+///
+/// # Errors
+///
+/// [`DtError::InvalidHeader`] if `header` is shorter than [`HEADER_SIZE`], the magic is not
+/// [`FDT_MAGIC`], or `totalsize` is outside those bounds.
 pub fn dtb_total_size(header: &[u8]) -> Result<usize, DtError<'static>> {
     if header.len() < HEADER_SIZE {
         return Err(bad_header("shorter than the 40-byte header"));
     }
-    if header_field(header, field::MAGIC) != FDT_MAGIC as usize {
+    if header_field(header, field::MAGIC) != FDT_MAGIC {
         return Err(bad_header("bad magic (expected 0xd00dfeed)"));
     }
-    let total = header_field(header, field::TOTALSIZE);
+    let total = header_size(header, field::TOTALSIZE);
     if total < HEADER_SIZE {
         return Err(bad_header("totalsize is smaller than the header"));
     }
@@ -116,18 +126,18 @@ pub(super) fn validate(dtb: &[u8]) -> Result<Validated<'_>, DtError<'static>> {
         .get(..total)
         .ok_or(bad_header("totalsize exceeds the buffer"))?;
 
-    if (header_field(blob, field::VERSION) as u32) < FDT_VERSION {
+    if header_field(blob, field::VERSION) < FDT_VERSION {
         return Err(bad_header("version is older than 17"));
     }
-    if header_field(blob, field::LAST_COMP_VERSION) as u32 > FDT_VERSION {
+    if header_field(blob, field::LAST_COMP_VERSION) > FDT_VERSION {
         return Err(bad_header("last_comp_version is newer than 17"));
     }
 
-    let struct_start = header_field(blob, field::OFF_DT_STRUCT);
-    let struct_size = header_field(blob, field::SIZE_DT_STRUCT);
-    let strings_start = header_field(blob, field::OFF_DT_STRINGS);
-    let strings_size = header_field(blob, field::SIZE_DT_STRINGS);
-    let rsvmap_start = header_field(blob, field::OFF_MEM_RSVMAP);
+    let struct_start = header_size(blob, field::OFF_DT_STRUCT);
+    let struct_size = header_size(blob, field::SIZE_DT_STRUCT);
+    let strings_start = header_size(blob, field::OFF_DT_STRINGS);
+    let strings_size = header_size(blob, field::SIZE_DT_STRINGS);
+    let rsvmap_start = header_size(blob, field::OFF_MEM_RSVMAP);
 
     if !struct_start.is_multiple_of(4) {
         return Err(bad_header("structure block is not 4-byte aligned"));

@@ -49,6 +49,12 @@ pub use error::{DtError, NodePath, MAX_DEPTH};
 ///
 /// `dtb` must hold at least the blob's `totalsize` bytes (see [`dtb_total_size`]); bytes past it
 /// are ignored. The returned platform and any error borrow strings from `dtb`.
+///
+/// # Errors
+///
+/// A [`DtError`] if the blob is malformed or truncated (never a panic), if a property the
+/// platform needs is missing or unsupported, or if a required part of the platform (memory, CPUs,
+/// PSCI when CPUs use it, the GIC, the timer, a PL011 console) is absent.
 pub fn parse(dtb: &[u8]) -> Result<Platform<'_>, DtError<'_>> {
     let validated = blob::validate(dtb)?;
     let fdt = fdt::Fdt::new(validated.blob).map_err(|_| DtError::InvalidHeader {

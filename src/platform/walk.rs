@@ -184,7 +184,7 @@ struct PendingIrqs<'a> {
 struct GicNode<'a> {
     path: NodePath<'a>,
     phandle: Option<u32>,
-    /// `#interrupt-cells`, which must be 3 for the decoding in [`Collector::intid`].
+    /// `#interrupt-cells`, which must be 3 for the decoding in [`intid`].
     interrupt_cells: Option<&'a [u8]>,
     regions: GicRegions,
     maintenance: PendingIrqs<'a>,
@@ -377,10 +377,11 @@ impl<'a> Collector<'a> {
         cells: Cells,
     ) -> Result<(), DtError<'a>> {
         let reg = props.reg.ok_or(bad(path, "reg", "missing"))?;
-        let address_bytes = match cells.address {
-            1 | 2 => cells.address as usize * 4,
-            _ => return Err(bad(path, "reg", "/cpus #address-cells must be 1 or 2")),
-        };
+        let address_bytes = cell_bytes(cells.address).ok_or(bad(
+            path,
+            "reg",
+            "/cpus #address-cells must be 1 or 2",
+        ))?;
         let mpidr = reg.get(..address_bytes).map(number).ok_or(bad(
             path,
             "reg",
@@ -618,6 +619,37 @@ fn pending<'a>(path: &NodePath<'a>, props: &Props<'a>, frame: &Frame<'_, 'a>) ->
     }
 }
 
+/// Decodes the `index`th GIC interrupt specifier of `irqs` into an INTID.
+fn intid<'a>(gic: &GicNode<'a>, irqs: &PendingIrqs<'a>, index: usize) -> Result<u32, DtError<'a>> {
+    let node = &irqs.node;
+    let value = irqs.interrupts.ok_or(bad(node, "interrupts", "missing"))?;
+    if irqs.parent.is_none() || irqs.parent != gic.phandle {
+        return Err(bad(node, "interrupts", "interrupt parent is not the GIC"));
+    }
+    if !value.len().is_multiple_of(12) {
+        return Err(bad(
+            node,
+            "interrupts",
+            "not a list of 3-cell GIC specifiers",
+        ));
+    }
+    let [kind, number, _flags] = value
+        .chunks_exact(12)
+        .nth(index)
+        .and_then(cell_array::<3>)
+        .ok_or(bad(node, "interrupts", "too few interrupt specifiers"))?;
+    let extended = matches!(gic.regions, GicRegions::V3 { .. });
+    // INTID ranges: GIC architecture specification IHI 0069H §2.2.1.
+    match kind {
+        0 if number < 988 => Ok(32 + number),
+        1 if number < 16 => Ok(16 + number),
+        2 if extended && number < 1024 => Ok(4096 + number),
+        3 if extended && number < 64 => Ok(1056 + number),
+        0..=3 => Err(bad(node, "interrupts", "interrupt number out of range")),
+        _ => Err(bad(node, "interrupts", "unknown GIC interrupt type")),
+    }
+}
+
 /// How many 3-cell specifiers `irqs` holds.
 fn specifier_count(irqs: &PendingIrqs<'_>) -> usize {
     irqs.interrupts.map_or(0, |value| value.len() / 12)
@@ -636,6 +668,23 @@ fn number(bytes: &[u8]) -> u64 {
     bytes
         .iter()
         .fold(0, |value, &byte| value << 8 | u64::from(byte))
+}
+
+/// The `N` big-endian cells that make up `bytes`, if it is exactly `4 * N` bytes long.
+fn cell_array<const N: usize>(bytes: &[u8]) -> Option<[u32; N]> {
+    if bytes.len() != 4 * N {
+        return None;
+    }
+    let mut cells = [0; N];
+    for (cell, chunk) in cells.iter_mut().zip(bytes.chunks_exact(4)) {
+        *cell = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+    }
+    Some(cells)
+}
+
+/// The value of a one-cell property.
+fn one_cell(value: &[u8]) -> Option<u32> {
+    cell_array::<1>(value).map(|[cell]| cell)
 }
 
 /// A string property's value: NUL-terminated UTF-8 without interior NULs.
@@ -667,18 +716,14 @@ fn phandle<'a>(
     property: &'static str,
     value: &[u8],
 ) -> Result<u32, DtError<'a>> {
-    match value.len() {
-        4 => Ok(number(value) as u32),
-        _ => Err(bad(path, property, "expected one cell")),
-    }
+    one_cell(value).ok_or(bad(path, property, "expected one cell"))
 }
 
 /// The node's `#address-cells`/`#size-cells`.
 fn cells<'a>(path: &NodePath<'a>, props: &Props<'a>) -> Result<Cells, DtError<'a>> {
     let read = |value: Option<&[u8]>, property, default| match value {
         None => Ok(default),
-        Some(value) if value.len() == 4 => Ok(number(value) as u32),
-        Some(_) => Err(bad(path, property, "expected one cell")),
+        Some(value) => one_cell(value).ok_or(bad(path, property, "expected one cell")),
     };
     Ok(Cells {
         address: read(
