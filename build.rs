@@ -20,6 +20,9 @@ use std::process;
 /// The board built when `BULKHEAD_PLATFORM` is unset.
 const DEFAULT_PLATFORM: &str = "qemu-virt";
 
+/// vCPUs per VM the hypervisor supports (see the check in `main`).
+const SUPPORTED_VCPUS: usize = 1;
+
 fn main() {
     let crate_dir = PathBuf::from(required_env("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(required_env("OUT_DIR"));
@@ -60,8 +63,19 @@ fn main() {
 
     let source = match bulkhead_config::load(&config_path) {
         Ok(config) => {
-            for vm in &config.vms {
+            for (index, vm) in config.vms.iter().enumerate() {
                 println!("cargo:rerun-if-changed={}", vm.image_path.display());
+                // The config language allows up to 8 vCPUs; this hypervisor runs one per VM
+                // until vCPUs can be scheduled and interrupted (the partitioning work).
+                if vm.vcpus > SUPPORTED_VCPUS {
+                    fail(&format!(
+                        "VM config: {}: vm[{index}] ({:?}).vcpus: {} vCPUs, but this Bulkhead \
+                         runs {SUPPORTED_VCPUS} vCPU per VM",
+                        config_path.display(),
+                        vm.name,
+                        vm.vcpus
+                    ));
+                }
             }
             config.to_rust(&out_dir).unwrap_or_else(|error| {
                 fail(&format!(

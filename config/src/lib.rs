@@ -56,9 +56,7 @@ pub const MIN_MEMORY_BYTES: u64 = MEMORY_ALIGN;
 pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
 
 /// The most vCPUs a VM can have.
-/// Until the scheduler and the vGIC exist, a VM has one vCPU (the guest DTB and PSCI both
-/// describe exactly one CPU).
-pub const MAX_VCPUS: usize = 1;
+pub const MAX_VCPUS: usize = 8;
 
 /// Physical CPUs Bulkhead supports; `cpus` entries are indices below this.
 pub const MAX_CPUS: usize = 8;

@@ -20,7 +20,7 @@
 //!    - *Interrupt parents* (§2.4.1): `interrupt-parent` is inherited from the nearest ancestor
 //!      that has one; Bulkhead decodes only specifiers whose parent is the GIC.
 //! 3. Nodes whose `status` is not `"okay"`/`"ok"` are skipped together with their subtrees. CPU
-//!    nodes are the exception: for them `"disabled"` means "not running yet" (§3.7 and the
+//!    nodes are the exception: for them `"disabled"` means "not running yet" (§3.8 and the
 //!    spin-table binding), so only a `"fail"` status drops one.
 //!
 //! Interrupt specifiers use the GIC binding (Linux
@@ -28,7 +28,7 @@
 //! three cells `<type number flags>`, type 0 an SPI (INTID 32 + number), type 1 a PPI
 //! (INTID 16 + number) and, on GICv3, type 2 an extended SPI (INTID 4096 + number) and type 3 an
 //! extended PPI (INTID 1056 + number) (INTID ranges: GIC architecture specification, IHI 0069H,
-//! §2.2.1).
+//! §2.2 "INTIDs").
 
 mod blob;
 mod error;
@@ -77,7 +77,9 @@ pub struct Platform<'a> {
     pub reserved: Vec<AddrRange<PhysAddr>>,
     /// The CPUs under `/cpus`, in blob order (the boot CPU need not be the first).
     pub cpus: Vec<Cpu>,
-    /// How to call PSCI firmware, if the tree has a PSCI 0.2+ node.
+    /// How to call PSCI firmware, if the tree has an enabled PSCI 0.2 or later node
+    /// (`arm,psci-0.2`/`arm,psci-1.0`; PSCI 0.1 nodes are ignored: their function IDs are
+    /// firmware-specific).
     pub psci: Option<PsciConduit>,
     /// The interrupt controller.
     pub gic: Gic,

@@ -271,6 +271,30 @@ fn console_fallbacks() {
 }
 
 #[test]
+fn stdout_path_forms() {
+    let console = |stdout_path: &[u8]| {
+        let dtb = with_value(MINIMAL, "/chosen", "stdout-path", stdout_path);
+        parse(&dtb).unwrap().console.source
+    };
+    // The fixture's own form: an alias with options.
+    assert_eq!(console(b"serial0:115200n8\0"), ConsoleSource::StdoutPath);
+    // A path whose component omits the unit address: matches the enabled pl011@9000000.
+    assert_eq!(console(b"/pl011:115200n81\0"), ConsoleSource::StdoutPath);
+    assert_eq!(
+        console(b"serial9:115200n8\0"),
+        ConsoleSource::Fallback {
+            why: "stdout-path names an alias missing from /aliases"
+        }
+    );
+    assert_eq!(
+        console(b"serial0:115200n\xff\0"),
+        ConsoleSource::Fallback {
+            why: "stdout-path is not a string"
+        }
+    );
+}
+
+#[test]
 fn error_fixtures() {
     let cases: [(&[u8], DtError<'_>); 4] = [
         (

@@ -210,6 +210,9 @@ struct Collector<'a> {
     cpus_node: bool,
     cpus: Vec<Cpu>,
     psci: Option<PsciConduit>,
+    /// A PSCI 0.1 node (`arm,psci` alone), whose function IDs are firmware-specific: not usable,
+    /// but worth naming if CPUs need PSCI.
+    psci_0_1: Option<NodePath<'a>>,
     gic: Option<GicNode<'a>>,
     timer: Option<PendingIrqs<'a>>,
     stdout: StdoutTarget<'a>,
@@ -250,6 +253,7 @@ pub(super) fn collect<'a>(
         cpus_node: false,
         cpus: Vec::new(),
         psci: None,
+        psci_0_1: None,
         gic: None,
         timer: None,
         stdout: stdout_target(root),
@@ -328,11 +332,7 @@ impl<'a> Collector<'a> {
         if has_compatible(compatible, &["arm,psci-0.2", "arm,psci-1.0"]) {
             self.psci(path, props)?;
         } else if has_compatible(compatible, &["arm,psci"]) {
-            return Err(bad(
-                path,
-                "compatible",
-                "PSCI 0.1 (firmware-specific function IDs)",
-            ));
+            self.psci_0_1.get_or_insert(*path);
         }
         if self.gic.is_none() {
             if has_compatible(compatible, &["arm,gic-v3"]) {
@@ -500,7 +500,14 @@ impl<'a> Collector<'a> {
             .iter()
             .any(|cpu| cpu.enable_method == Some(EnableMethod::Psci));
         if uses_psci && self.psci.is_none() {
-            return Err(DtError::Missing { node: "/psci" });
+            return Err(match self.psci_0_1 {
+                Some(path) => bad(
+                    &path,
+                    "compatible",
+                    "PSCI 0.1 (firmware-specific function IDs)",
+                ),
+                None => DtError::Missing { node: "/psci" },
+            });
         }
         let gic_node = self.gic.as_ref().ok_or(DtError::NoGic)?;
         if gic_node.interrupt_cells.and_then(one_cell) != Some(3) {
@@ -529,11 +536,10 @@ impl<'a> Collector<'a> {
         };
         let mut virtio_mmio = Vec::with_capacity(self.virtio.len());
         for virtio in &self.virtio {
-            let intid = intid(gic_node, &virtio.irqs, 0)?;
             virtio_mmio.push(VirtioMmio {
                 base: virtio.base,
                 size: virtio.size,
-                intid,
+                intid: intid(gic_node, &virtio.irqs, 0)?,
             });
         }
         let gic = Gic {
@@ -639,7 +645,7 @@ fn intid<'a>(gic: &GicNode<'a>, irqs: &PendingIrqs<'a>, index: usize) -> Result<
         .and_then(cell_array::<3>)
         .ok_or(bad(node, "interrupts", "too few interrupt specifiers"))?;
     let extended = matches!(gic.regions, GicRegions::V3 { .. });
-    // INTID ranges: GIC architecture specification IHI 0069H §2.2.1.
+    // INTID ranges: GIC architecture specification IHI 0069H §2.2 "INTIDs".
     match kind {
         0 if number < 988 => Ok(32 + number),
         1 if number < 16 => Ok(16 + number),

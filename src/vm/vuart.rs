@@ -59,7 +59,7 @@ register_bitfields! {u32,
 const ID_BYTES: [u32; 8] = [0x11, 0x10, 0x34, 0x00, 0x0d, 0xf0, 0x05, 0xb1];
 
 /// Longest output line before it is flushed without a newline.
-const LINE_MAX: usize = 200;
+const LINE_MAX: usize = 512;
 /// Input bytes held before new ones are dropped (the PL011 FIFO is 32 deep; a bit more is kind).
 const RX_QUEUE_MAX: usize = 64;
 

@@ -28,7 +28,10 @@ pub static TALLY: Tally = Tally::new();
 impl Tally {
     /// An empty tally.
     pub const fn new() -> Self {
-        Self { passed: AtomicU32::new(0), failed: AtomicU32::new(0) }
+        Self {
+            passed: AtomicU32::new(0),
+            failed: AtomicU32::new(0),
+        }
     }
 
     /// Counts one check.
@@ -81,7 +84,10 @@ impl<D: Display> Display for Parenthesized<D> {
             }
         }
 
-        let mut opener = Opener { out: f, opened: false };
+        let mut opener = Opener {
+            out: f,
+            opened: false,
+        };
         write!(opener, "{}", self.0)?;
         if opener.opened {
             opener.out.write_str(")")?;
@@ -104,7 +110,11 @@ impl<'t, W: Write> Checks<'t, W> {
 
     /// Reports one check: `Ok(detail)` prints `PASS: name (detail)` (just `PASS: name` when the
     /// detail is empty), `Err(detail)` prints `FAIL: name (detail)`. Returns whether it passed.
-    pub fn check<P: Display, F: Display>(&mut self, name: impl Display, outcome: Result<P, F>) -> bool {
+    pub fn check<P: Display, F: Display>(
+        &mut self,
+        name: impl Display,
+        outcome: Result<P, F>,
+    ) -> bool {
         let passed = outcome.is_ok();
         self.tally.record(passed);
         // The console cannot fail; a writer that can has nowhere better to report it.
@@ -179,7 +189,13 @@ mod tests {
         assert!(!checks.check_that("counter advances", false, "stuck at 0x10"));
         assert!(checks.pass("shorthand", ""));
         assert!(!checks.fail("shorthand", 3));
-        assert_eq!(checks.summary(), Summary { passed: 3, failed: 3 });
+        assert_eq!(
+            checks.summary(),
+            Summary {
+                passed: 3,
+                failed: 3
+            }
+        );
         assert_eq!(
             checks.into_output(),
             "PASS: plain\n\

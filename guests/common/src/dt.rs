@@ -61,10 +61,15 @@ impl fmt::Display for DtError {
         match self {
             Self::Null => f.write_str("x0 is 0: no device tree was passed"),
             Self::Misaligned(address) => write!(f, "{address:#x} is not 8-byte aligned"),
-            Self::OverlapsImage(address) => write!(f, "{address:#x} is inside the guest's own image"),
+            Self::OverlapsImage(address) => {
+                write!(f, "{address:#x} is inside the guest's own image")
+            }
             Self::Unreadable(fault) => write!(f, "reading the header faulted: {fault}"),
             Self::BadMagic { address, magic } => {
-                write!(f, "bad magic {magic:#010x} at {address:#x} (want {FDT_MAGIC:#010x})")
+                write!(
+                    f,
+                    "bad magic {magic:#010x} at {address:#x} (want {FDT_MAGIC:#010x})"
+                )
             }
             Self::BadSize(size) => write!(f, "implausible totalsize {size:#x}"),
             Self::Parse(error) => write!(f, "{error}"),
@@ -99,7 +104,7 @@ pub fn check_header(
 pub fn check_pointer(address: usize, image: AddrRange) -> Result<(), DtError> {
     if address == 0 {
         Err(DtError::Null)
-    } else if address % FDT_ALIGN != 0 {
+    } else if !address.is_multiple_of(FDT_ALIGN) {
         Err(DtError::Misaligned(address))
     } else if image.contains(address) {
         Err(DtError::OverlapsImage(address))
@@ -145,7 +150,10 @@ impl<'a> DeviceTree<'a> {
 
     /// Where the blob lies: from x0, `totalsize` bytes.
     pub fn blob(&self) -> AddrRange {
-        AddrRange::new(self.address, self.address.saturating_add(self.fdt.total_size()))
+        AddrRange::new(
+            self.address,
+            self.address.saturating_add(self.fdt.total_size()),
+        )
     }
 
     /// The `reg` ranges of every memory node (a child of `/` named `memory` or with
@@ -153,9 +161,14 @@ impl<'a> DeviceTree<'a> {
     /// skipped.
     pub fn memory_regions(&self) -> impl Iterator<Item = AddrRange> + '_ {
         self.root_children()
-            .filter(|node| base_name(node.name) == "memory" || property_str(*node, "device_type") == Some("memory"))
+            .filter(|node| {
+                base_name(node.name) == "memory"
+                    || property_str(*node, "device_type") == Some("memory")
+            })
             .flat_map(|node| node.reg().into_iter().flatten())
-            .filter_map(|region| AddrRange::from_size(region.starting_address as usize, region.size?))
+            .filter_map(|region| {
+                AddrRange::from_size(region.starting_address as usize, region.size?)
+            })
     }
 
     /// The `/memreserve/` entries of the blob's memory reservation block.
@@ -168,20 +181,27 @@ impl<'a> DeviceTree<'a> {
     /// The number of `cpu` nodes under `/cpus` (0 if there is no `/cpus`).
     pub fn cpu_count(&self) -> usize {
         self.fdt.find_node("/cpus").map_or(0, |cpus| {
-            cpus.children().filter(|child| base_name(child.name) == "cpu").count()
+            cpus.children()
+                .filter(|child| base_name(child.name) == "cpu")
+                .count()
         })
     }
 
     /// The PSCI node's `method` (`"hvc"` or `"smc"`): `/psci`, or else the first node compatible
     /// with a PSCI binding.
     pub fn psci_method(&self) -> Option<&'a str> {
-        let psci = self.fdt.find_node("/psci").or_else(|| self.fdt.find_compatible(&PSCI_COMPATIBLES))?;
+        let psci = self
+            .fdt
+            .find_node("/psci")
+            .or_else(|| self.fdt.find_compatible(&PSCI_COMPATIBLES))?;
         property_str(psci, "method")
     }
 
     /// `/chosen` `bootargs`.
     pub fn bootargs(&self) -> Option<&'a str> {
-        self.fdt.find_node("/chosen").and_then(|chosen| property_str(chosen, "bootargs"))
+        self.fdt
+            .find_node("/chosen")
+            .and_then(|chosen| property_str(chosen, "bootargs"))
     }
 
     /// `/chosen` `stdout-path`, resolved (through `/aliases` if it is not a path) to its node.
@@ -205,7 +225,10 @@ impl<'a> DeviceTree<'a> {
     }
 
     fn root_children(&self) -> impl Iterator<Item = FdtNode<'_, 'a>> + '_ {
-        self.fdt.find_node("/").into_iter().flat_map(|root| root.children())
+        self.fdt
+            .find_node("/")
+            .into_iter()
+            .flat_map(|root| root.children())
     }
 }
 
@@ -238,7 +261,10 @@ mod tests {
     #[test]
     fn reads_the_bulkhead_vm_tree() {
         let dt = DeviceTree::new(0x40ff_0000, BULKHEAD_VM).unwrap();
-        assert_eq!(dt.blob(), AddrRange::new(0x40ff_0000, 0x40ff_0000 + BULKHEAD_VM.len()));
+        assert_eq!(
+            dt.blob(),
+            AddrRange::new(0x40ff_0000, 0x40ff_0000 + BULKHEAD_VM.len())
+        );
         let regions: std::vec::Vec<_> = dt.memory_regions().collect();
         assert_eq!(regions, [AddrRange::new(0x4000_0000, 0x4100_0000)]);
         assert_eq!(dt.cpu_count(), 1);
@@ -272,7 +298,10 @@ mod tests {
         let regions: std::vec::Vec<_> = dt.memory_regions().collect();
         assert_eq!(
             regions,
-            [AddrRange::new(0x8000_0000, 0x8800_0000), AddrRange::new(0x1_0000_0000, 0x1_4000_0000)]
+            [
+                AddrRange::new(0x8000_0000, 0x8800_0000),
+                AddrRange::new(0x1_0000_0000, 0x1_4000_0000)
+            ]
         );
         let reserved: std::vec::Vec<_> = dt.memory_reservations().collect();
         assert_eq!(reserved, [AddrRange::new(0x8100_0000, 0x8101_0000)]);
@@ -287,20 +316,41 @@ mod tests {
 
         assert_eq!(
             check_header(0x40ff_0000, 0x1234_5678, size, IMAGE),
-            Err(DtError::BadMagic { address: 0x40ff_0000, magic: 0x1234_5678 })
+            Err(DtError::BadMagic {
+                address: 0x40ff_0000,
+                magic: 0x1234_5678
+            })
         );
-        assert_eq!(check_header(0x40ff_0000, magic, 8, IMAGE), Err(DtError::BadSize(8)));
-        assert_eq!(check_header(0x40ff_0000, magic, 3 << 20, IMAGE), Err(DtError::BadSize(3 << 20)));
-        assert_eq!(check_header(usize::MAX - 15, magic, 64, IMAGE), Err(DtError::BadSize(64)));
+        assert_eq!(
+            check_header(0x40ff_0000, magic, 8, IMAGE),
+            Err(DtError::BadSize(8))
+        );
+        assert_eq!(
+            check_header(0x40ff_0000, magic, 3 << 20, IMAGE),
+            Err(DtError::BadSize(3 << 20))
+        );
+        assert_eq!(
+            check_header(usize::MAX - 15, magic, 64, IMAGE),
+            Err(DtError::BadSize(64))
+        );
         // A blob ending inside the image is as bad as one starting there.
-        assert_eq!(check_header(0x3fff_ff00, magic, 0x200, IMAGE), Err(DtError::OverlapsImage(0x3fff_ff00)));
+        assert_eq!(
+            check_header(0x3fff_ff00, magic, 0x200, IMAGE),
+            Err(DtError::OverlapsImage(0x3fff_ff00))
+        );
     }
 
     #[test]
     fn pointer_checks() {
         assert_eq!(check_pointer(0, IMAGE), Err(DtError::Null));
-        assert_eq!(check_pointer(0x40ff_0004, IMAGE), Err(DtError::Misaligned(0x40ff_0004)));
-        assert_eq!(check_pointer(0x4001_0000, IMAGE), Err(DtError::OverlapsImage(0x4001_0000)));
+        assert_eq!(
+            check_pointer(0x40ff_0004, IMAGE),
+            Err(DtError::Misaligned(0x40ff_0004))
+        );
+        assert_eq!(
+            check_pointer(0x4001_0000, IMAGE),
+            Err(DtError::OverlapsImage(0x4001_0000))
+        );
         assert_eq!(check_pointer(0x40ff_0000, IMAGE), Ok(()));
     }
 
@@ -310,6 +360,9 @@ mod tests {
             DeviceTree::new(0x4000_0000, &[0u8; 64]).map(|_| ()),
             Err(DtError::Parse(FdtError::BadMagic))
         );
-        assert_eq!(std::format!("{}", DtError::Null), "x0 is 0: no device tree was passed");
+        assert_eq!(
+            std::format!("{}", DtError::Null),
+            "x0 is 0: no device tree was passed"
+        );
     }
 }

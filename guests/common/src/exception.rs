@@ -43,13 +43,14 @@ pub(crate) struct TrapFrame {
 const FRAME_SIZE: usize = size_of::<TrapFrame>();
 // The save code moves SP by the frame size and stores register pairs with `stp`: the frame must
 // keep SP 16-byte aligned, pairs must be adjacent, and q registers need 16-byte aligned slots.
-const _: () = assert!(FRAME_SIZE % 16 == 0);
+const _: () = assert!(FRAME_SIZE.is_multiple_of(16));
 const _: () = assert!(offset_of!(TrapFrame, spsr) == offset_of!(TrapFrame, elr) + 8);
 const _: () = assert!(offset_of!(TrapFrame, fpsr) == offset_of!(TrapFrame, fpcr) + 8);
 const _: () = assert!(offset_of!(TrapFrame, q) % 16 == 0);
 // Every offset must fit the immediates of `stp`/`ldp` (x: at most 504, q: at most 1008) and
 // `sub`/`add` (at most 4095).
-const _: () = assert!(offset_of!(TrapFrame, fpcr) <= 504 && offset_of!(TrapFrame, q) + 30 * 16 <= 1008);
+const _: () =
+    assert!(offset_of!(TrapFrame, fpcr) <= 504 && offset_of!(TrapFrame, q) + 30 * 16 <= 1008);
 const _: () = assert!(FRAME_SIZE <= 4095);
 
 global_asm!(
@@ -258,8 +259,12 @@ pub fn expect_fault(attempt: impl FnOnce()) -> Option<Fault> {
 
 /// Which vector entry an index names, in the Arm ARM's words.
 fn describe_vector(vector: u64) -> (&'static str, &'static str) {
-    const ORIGINS: [&str; 4] =
-        ["EL1 using SP_EL0", "EL1 using SP_EL1", "a lower EL in AArch64", "a lower EL in AArch32"];
+    const ORIGINS: [&str; 4] = [
+        "EL1 using SP_EL0",
+        "EL1 using SP_EL1",
+        "a lower EL in AArch64",
+        "a lower EL in AArch32",
+    ];
     const KINDS: [&str; 4] = ["synchronous exception", "IRQ", "FIQ", "SError"];
     let index = (vector % 16) as usize;
     (KINDS[index % 4], ORIGINS[index / 4])
@@ -267,7 +272,11 @@ fn describe_vector(vector: u64) -> (&'static str, &'static str) {
 
 /// Called by the vector code for every exception, with the interrupted code's registers.
 extern "C" fn handle_exception(frame: &mut TrapFrame, vector: u64) {
-    let fault = Fault { esr: ESR_EL1.get(), far: FAR_EL1.get(), elr: frame.elr };
+    let fault = Fault {
+        esr: ESR_EL1.get(),
+        far: FAR_EL1.get(),
+        elr: frame.elr,
+    };
     if vector == CURRENT_EL_SPX_SYNCHRONOUS {
         LAST_FAULT.record(fault);
         if EXPECTING.load(Ordering::Acquire) {
@@ -278,7 +287,12 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, vector: u64) {
     }
     let (kind, origin) = describe_vector(vector);
     crate::panic::fail_and_power_off(format_args!(
-        "unexpected exception: {kind} from {origin}: {fault} SPSR_EL1={:#x}",
-        frame.spsr
+        "unexpected exception: {kind} from {origin} (ESR_EL1={:#010x} ELR_EL1={:#x} FAR_EL1={:#x} \
+         SPSR_EL1={:#x}: {})",
+        fault.esr,
+        fault.elr,
+        fault.far,
+        frame.spsr,
+        fault.description()
     ));
 }

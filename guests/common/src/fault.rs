@@ -17,6 +17,8 @@ register_bitfields! {u64,
         /// Instruction syndrome valid: bits 23:14 describe the access. Clear for accesses the
         /// hypervisor cannot emulate from the syndrome alone (load/store pair, writeback, SIMD).
         ISV OFFSET(24) NUMBITS(1) [],
+        /// FAR not Valid (for a synchronous External abort): FAR_EL1 does not hold the address.
+        FNV OFFSET(10) NUMBITS(1) [],
         /// Write not Read: the abort was caused by a write.
         WNR OFFSET(6) NUMBITS(1) [],
         /// Data fault status code.
@@ -96,6 +98,30 @@ impl Fault {
         })
     }
 
+    /// Whether FAR_EL1 holds the faulting address: for aborts, PC alignment faults and watchpoints
+    /// it does (unless a data abort says FnV); for every other class it is UNKNOWN.
+    pub fn far_is_valid(&self) -> bool {
+        match self.class() {
+            Some(ExceptionClass::DataAbortCurrentEL | ExceptionClass::DataAbortLowerEL) => {
+                !LocalRegisterCopy::<u64, DATA_ABORT_ISS::Register>::new(self.esr)
+                    .is_set(DATA_ABORT_ISS::FNV)
+            }
+            Some(
+                ExceptionClass::InstrAbortCurrentEL
+                | ExceptionClass::InstrAbortLowerEL
+                | ExceptionClass::PCAlignmentFault
+                | ExceptionClass::WatchpointCurrentEL
+                | ExceptionClass::WatchpointLowerEL,
+            ) => true,
+            _ => false,
+        }
+    }
+
+    /// The decoded syndrome alone: class, and fault status for data aborts.
+    pub fn description(&self) -> impl fmt::Display + '_ {
+        Description(self)
+    }
+
     /// Whether the data abort was caused by a write (ESR_EL1.ISS.WnR), for data aborts only.
     pub fn is_write(&self) -> Option<bool> {
         self.is_data_abort().then(|| {
@@ -151,16 +177,30 @@ pub fn data_fault_status_name(dfsc: u8) -> &'static str {
     }
 }
 
-impl fmt::Display for Fault {
+struct Description<'a>(&'a Fault);
+
+impl fmt::Display for Description<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ESR_EL1={:#010x}: EC {:#04x} {}", self.esr, self.ec(), class_name(self.class()))?;
-        if let Some(dfsc) = self.data_fault_status() {
+        let fault = self.0;
+        write!(f, "EC {:#04x} {}", fault.ec(), class_name(fault.class()))?;
+        if let Some(dfsc) = fault.data_fault_status() {
             write!(f, ", DFSC {:#04x} {}", dfsc, data_fault_status_name(dfsc))?;
-            if self.is_write() == Some(true) {
-                f.write_str(", write")?;
+            if fault.is_write() == Some(true) {
+                f.write_str(", on a write")?;
             }
         }
-        write!(f, "; FAR_EL1={:#x} ELR_EL1={:#x}", self.far, self.elr)
+        Ok(())
+    }
+}
+
+/// `ESR_EL1=... (<description>); FAR_EL1=... ELR_EL1=...`, FAR only where it is valid.
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ESR_EL1={:#010x} ({}); ", self.esr, self.description())?;
+        if self.far_is_valid() {
+            write!(f, "FAR_EL1={:#x} ", self.far)?;
+        }
+        write!(f, "ELR_EL1={:#x}", self.elr)
     }
 }
 
@@ -171,38 +211,67 @@ mod tests {
     #[test]
     fn decodes_an_injected_external_abort_on_a_read() {
         // EC 0x25, IL, DFSC 0b010000: what Bulkhead injects for a read of unmapped IPA.
-        let fault = Fault { esr: 0x9600_0010, far: 0x4100_0000, elr: 0x4000_1234 };
+        let fault = Fault {
+            esr: 0x9600_0010,
+            far: 0x4100_0000,
+            elr: 0x4000_1234,
+        };
         assert_eq!(fault.ec(), 0x25);
         assert!(fault.is(ExceptionClass::DataAbortCurrentEL));
         assert_eq!(fault.data_fault_status(), Some(0b01_0000));
         assert_eq!(fault.is_write(), Some(false));
+        assert!(fault.far_is_valid());
         assert_eq!(
             std::format!("{fault}"),
-            "ESR_EL1=0x96000010: EC 0x25 data abort from EL1, DFSC 0x10 synchronous external \
-             abort; FAR_EL1=0x41000000 ELR_EL1=0x40001234"
+            "ESR_EL1=0x96000010 (EC 0x25 data abort from EL1, DFSC 0x10 synchronous external \
+             abort); FAR_EL1=0x41000000 ELR_EL1=0x40001234"
         );
     }
 
     #[test]
     fn decodes_a_write_abort() {
-        let fault = Fault { esr: 0x9600_0050, far: 0, elr: 0 };
+        let fault = Fault {
+            esr: 0x9600_0050,
+            far: 0,
+            elr: 0,
+        };
         assert_eq!(fault.is_write(), Some(true));
-        assert!(std::format!("{fault}").contains(", write;"));
+        assert!(std::format!("{fault}").contains(", on a write);"));
+        // FnV: the abort says FAR_EL1 does not hold the address.
+        let without_far = Fault {
+            esr: 0x9600_0410,
+            far: 0x1234,
+            elr: 0,
+        };
+        assert!(!without_far.far_is_valid());
+        assert!(!std::format!("{without_far}").contains("FAR_EL1"));
     }
 
     #[test]
     fn undefined_instruction_has_no_fault_status() {
-        let fault = Fault { esr: 0x0200_0000, far: 0, elr: 0x4000_0040 };
+        let fault = Fault {
+            esr: 0x0200_0000,
+            far: 0,
+            elr: 0x4000_0040,
+        };
         assert_eq!(fault.ec(), 0);
         assert!(fault.is(ExceptionClass::Unknown));
         assert_eq!(fault.data_fault_status(), None);
         assert_eq!(fault.is_write(), None);
-        assert!(std::format!("{fault}").starts_with("ESR_EL1=0x02000000: EC 0x00 unknown reason"));
+        assert!(!fault.far_is_valid());
+        assert_eq!(
+            std::format!("{fault}"),
+            "ESR_EL1=0x02000000 (EC 0x00 unknown reason (UNDEFINED instruction)); ELR_EL1=0x40000040"
+        );
     }
 
     #[test]
     fn reserved_class_is_named_as_such() {
-        let fault = Fault { esr: 0x3f << 26, far: 0, elr: 0 };
+        let fault = Fault {
+            esr: 0x3f << 26,
+            far: 0,
+            elr: 0,
+        };
         assert_eq!(fault.class(), None);
         assert_eq!(class_name(fault.class()), "reserved exception class");
     }

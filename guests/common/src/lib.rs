@@ -24,7 +24,9 @@
 #![cfg_attr(not(test), no_std)]
 
 #[cfg(all(target_os = "none", not(target_arch = "aarch64")))]
-compile_error!("the Bulkhead test guests run on AArch64 only: build with --target aarch64-unknown-none");
+compile_error!(
+    "the Bulkhead test guests run on AArch64 only: build with --target aarch64-unknown-none"
+);
 
 pub mod addr;
 pub mod checks;

@@ -65,11 +65,18 @@ impl Platform {
     /// method) keeps its default.
     pub fn from_device_tree(dt: &DeviceTree<'_>, image_start: usize) -> Platform {
         let mut platform = Platform::DEFAULT;
-        if let Some(ram) = dt.memory_regions().find(|region| region.contains(image_start)) {
+        if let Some(ram) = dt
+            .memory_regions()
+            .find(|region| region.contains(image_start))
+        {
             platform.ram = ram;
             platform.ram_source = Source::DeviceTree;
         }
-        if let Some(base) = dt.stdout().filter(|stdout| stdout.is_pl011).and_then(|stdout| stdout.base) {
+        if let Some(base) = dt
+            .stdout()
+            .filter(|stdout| stdout.is_pl011)
+            .and_then(|stdout| stdout.base)
+        {
             platform.uart_base = base;
             platform.uart_source = Source::DeviceTree;
         }
@@ -86,7 +93,12 @@ impl fmt::Display for Platform {
         write!(
             f,
             "RAM {} ({}), PL011 at {:#x} ({}), PSCI over {} ({})",
-            self.ram, self.ram_source, self.uart_base, self.uart_source, self.conduit, self.conduit_source
+            self.ram,
+            self.ram_source,
+            self.uart_base,
+            self.uart_source,
+            self.conduit,
+            self.conduit_source
         )
     }
 }

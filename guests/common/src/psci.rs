@@ -142,7 +142,10 @@ impl Version {
     /// Decodes a version call's return value: a negative value is an error code.
     pub fn from_return(value: i64) -> Result<Self, ReturnCode> {
         match u32::try_from(value) {
-            Ok(raw) => Ok(Self { major: (raw >> 16) as u16, minor: raw as u16 }),
+            Ok(raw) => Ok(Self {
+                major: (raw >> 16) as u16,
+                minor: raw as u16,
+            }),
             Err(_) => Err(ReturnCode::from_value(value)),
         }
     }
@@ -260,7 +263,10 @@ mod tests {
         assert!(Version::new(1, 1) >= Version::new(1, 0));
         assert!(Version::new(0, 2) < Version::new(1, 0));
         assert_eq!(std::format!("{}", Version::new(1, 1)), "1.1");
-        assert_eq!(std::format!("{}", ReturnCode::from_value(-1)), "NOT_SUPPORTED (-1)");
+        assert_eq!(
+            std::format!("{}", ReturnCode::from_value(-1)),
+            "NOT_SUPPORTED (-1)"
+        );
         assert_eq!(ReturnCode::from_value(-42), ReturnCode::Other(-42));
     }
 

@@ -146,7 +146,11 @@ pub unsafe fn check_pattern(range: AddrRange, pass: Pass) -> PatternCheck {
         check.words += 1;
         if found != expected {
             check.mismatches += 1;
-            check.first.get_or_insert(Mismatch { address, expected, found });
+            check.first.get_or_insert(Mismatch {
+                address,
+                expected,
+                found,
+            });
         }
     }
     check
@@ -168,7 +172,10 @@ mod tests {
         let dtb = AddrRange::new(0x40ff_0000, 0x40ff_0423);
         assert_eq!(
             free(ram, &[dtb, image]),
-            [AddrRange::new(0x4002_3458, 0x40ff_0000), AddrRange::new(0x40ff_0428, 0x4100_0000)]
+            [
+                AddrRange::new(0x4002_3458, 0x40ff_0000),
+                AddrRange::new(0x40ff_0428, 0x4100_0000)
+            ]
         );
         assert_eq!(free(ram, &[]), [ram]);
     }
@@ -186,7 +193,13 @@ mod tests {
         assert_eq!(free(ram, &reserved), [AddrRange::new(0x1200, 0x1f00)]);
         // A gap smaller than a word is no range at all.
         assert_eq!(
-            free(ram, &[AddrRange::new(0x1000, 0x1003), AddrRange::new(0x1006, 0x2000)]),
+            free(
+                ram,
+                &[
+                    AddrRange::new(0x1000, 0x1003),
+                    AddrRange::new(0x1006, 0x2000)
+                ]
+            ),
             []
         );
         assert_eq!(free(ram, &[ram]), []);
@@ -212,18 +225,36 @@ mod tests {
         let first = check.first.unwrap();
         assert_eq!(first.address, start + 7 * WORD);
         assert_eq!(first.found, first.expected ^ (1 << 33));
-        assert_eq!(Pass::Plain.word_at(0x4000_0000), !Pass::Inverted.word_at(0x4000_0000));
+        assert_eq!(
+            Pass::Plain.word_at(0x4000_0000),
+            !Pass::Inverted.word_at(0x4000_0000)
+        );
     }
 
     #[test]
     fn merged_checks_keep_the_first_mismatch() {
-        let mismatch = Mismatch { address: 0x10, expected: 1, found: 2 };
-        let mut total = PatternCheck { words: 4, mismatches: 0, first: None };
-        total.merge(PatternCheck { words: 4, mismatches: 1, first: Some(mismatch) });
+        let mismatch = Mismatch {
+            address: 0x10,
+            expected: 1,
+            found: 2,
+        };
+        let mut total = PatternCheck {
+            words: 4,
+            mismatches: 0,
+            first: None,
+        };
         total.merge(PatternCheck {
             words: 4,
             mismatches: 1,
-            first: Some(Mismatch { address: 0x20, ..mismatch }),
+            first: Some(mismatch),
+        });
+        total.merge(PatternCheck {
+            words: 4,
+            mismatches: 1,
+            first: Some(Mismatch {
+                address: 0x20,
+                ..mismatch
+            }),
         });
         assert_eq!(total.words, 12);
         assert_eq!(total.first, Some(mismatch));

@@ -112,8 +112,14 @@ static BOOT: Once<Boot> = Once::new();
 fn image_layout() -> ImageLayout {
     let address = |symbol: *const u8| symbol as usize;
     ImageLayout {
-        image: AddrRange::new(address(&raw const __image_start), address(&raw const __image_end)),
-        stack: AddrRange::new(address(&raw const __stack_bottom), address(&raw const __stack_top)),
+        image: AddrRange::new(
+            address(&raw const __image_start),
+            address(&raw const __image_end),
+        ),
+        stack: AddrRange::new(
+            address(&raw const __stack_bottom),
+            address(&raw const __stack_top),
+        ),
     }
 }
 
@@ -128,7 +134,12 @@ fn device_tree_at(address: usize, image: AddrRange) -> Result<DeviceTree<'static
     })
     .map_err(DtError::Unreadable)?;
     // Header fields are big-endian (Devicetree Specification section 5.2).
-    let blob = dt::check_header(address, u32::from_be(magic), u32::from_be(total_size), image)?;
+    let blob = dt::check_header(
+        address,
+        u32::from_be(magic),
+        u32::from_be(total_size),
+        image,
+    )?;
     // SAFETY: as above; `blob` does not wrap, so its last byte is `end - 1`.
     catch_fault(|| unsafe { probe::read_u8(blob.end - 1) }).map_err(DtError::Unreadable)?;
     // SAFETY: `blob` is memory outside the image, readable at both ends, holding the device tree
@@ -153,7 +164,12 @@ extern "C" fn rust_start(dtb_address: usize) -> ! {
     if let Err(error) = &device_tree {
         println!("guest: no usable device tree ({error}); using defaults: {platform}");
     }
-    let boot = BOOT.call_once(|| Boot { dtb_address, device_tree, platform, layout });
+    let boot = BOOT.call_once(|| Boot {
+        dtb_address,
+        device_tree,
+        platform,
+        layout,
+    });
     // SAFETY: `entry!` defines the symbol with exactly the declared signature; a guest without
     // `entry!` does not link.
     unsafe { __bulkhead_guest_main(boot) }

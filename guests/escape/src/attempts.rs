@@ -8,7 +8,9 @@ use guest_common::exception::{catch_fault, expect_fault};
 use guest_common::platform::RAM_BASE;
 use guest_common::psci::{self, Conduit};
 use guest_common::ram::{self, Pass};
-use guest_common::{println, probe, probe_mrs, probe_msr, AddrRange, Boot, Checks, ExceptionClass, Fault};
+use guest_common::{
+    println, probe, probe_mrs, probe_msr, AddrRange, Boot, Checks, ExceptionClass, Fault,
+};
 
 /// The host's GIC distributor on QEMU virt (the VM has no GIC mapped there).
 const HOST_GICD: usize = 0x0800_0000;
@@ -43,7 +45,11 @@ pub fn main(boot: &'static Boot) -> ! {
     let mut checks = Checks::new();
 
     let el = CurrentEL.read(CurrentEL::EL);
-    let at_el1 = checks.check_that("running at EL1", el == 1, format_args!("CurrentEL.EL = {el}"));
+    let at_el1 = checks.check_that(
+        "running at EL1",
+        el == 1,
+        format_args!("CurrentEL.EL = {el}"),
+    );
 
     let sentinel = sentinel_range(boot);
     if let Some(range) = sentinel {
@@ -54,19 +60,51 @@ pub fn main(boot: &'static Boot) -> ! {
     let uart = boot.platform.uart_base;
     let ram_end = boot.platform.ram.end;
     let memory_attempts = [
-        MemoryAttempt { access: Access::Read, address: ram_end, target: "just past the end of RAM" },
-        MemoryAttempt { access: Access::Write, address: ram_end, target: "just past the end of RAM" },
-        MemoryAttempt { access: Access::Read, address: HOST_GICD, target: "the host's GIC distributor" },
-        MemoryAttempt { access: Access::Write, address: HOST_GICD, target: "the host's GIC distributor" },
-        MemoryAttempt { access: Access::Read, address: HOST_GICR, target: "the host's GIC redistributors" },
-        MemoryAttempt { access: Access::Read, address: HOST_VIRTIO_MMIO, target: "a host virtio-mmio slot" },
-        MemoryAttempt { access: Access::Read, address: HOST_FLASH, target: "the host's flash" },
+        MemoryAttempt {
+            access: Access::Read,
+            address: ram_end,
+            target: "just past the end of RAM",
+        },
+        MemoryAttempt {
+            access: Access::Write,
+            address: ram_end,
+            target: "just past the end of RAM",
+        },
+        MemoryAttempt {
+            access: Access::Read,
+            address: HOST_GICD,
+            target: "the host's GIC distributor",
+        },
+        MemoryAttempt {
+            access: Access::Write,
+            address: HOST_GICD,
+            target: "the host's GIC distributor",
+        },
+        MemoryAttempt {
+            access: Access::Read,
+            address: HOST_GICR,
+            target: "the host's GIC redistributors",
+        },
+        MemoryAttempt {
+            access: Access::Read,
+            address: HOST_VIRTIO_MMIO,
+            target: "a host virtio-mmio slot",
+        },
+        MemoryAttempt {
+            access: Access::Read,
+            address: HOST_FLASH,
+            target: "the host's flash",
+        },
         MemoryAttempt {
             access: Access::Read,
             address: uart + UART_NEXT_PAGE_OFFSET,
             target: "the page after the emulated PL011",
         },
-        MemoryAttempt { access: Access::Read, address: HOST_RAM, target: "1 GiB above guest RAM" },
+        MemoryAttempt {
+            access: Access::Read,
+            address: HOST_RAM,
+            target: "1 GiB above guest RAM",
+        },
         MemoryAttempt {
             access: Access::LoadPair,
             address: uart,
@@ -121,7 +159,10 @@ fn report_contained(
 ) -> bool {
     match outcome {
         Err(fault) if fault.is(expected) => checks.pass(name, fault),
-        Err(fault) => checks.fail(name, format_args!("wrong exception, want EC {:#04x}: {fault}", expected as u8)),
+        Err(fault) => checks.fail(
+            name,
+            format_args!("wrong exception, want EC {:#04x}: {fault}", expected as u8),
+        ),
         Ok(completed) => checks.fail(name, completed),
     }
 }
@@ -148,18 +189,21 @@ impl MemoryAttempt {
             Access::Write => "write",
             Access::LoadPair => "ldp from",
         };
+        // In every arm, `address` is outside the guest's RAM, so the access cannot disturb
+        // anything the guest owns, and the fault it should take is caught. For the PL011, the
+        // `ldp` reads UARTDR and UARTRSR, which at worst drops a received byte.
         let outcome = catch_fault(|| match self.access {
-            // SAFETY: `address` is outside the guest's RAM, so the access cannot disturb anything
-            // the guest owns; the fault it should take is caught.
-            Access::Read => Completed::Read(unsafe { probe::read_u32(address) }),
-            // SAFETY: as above.
+            Access::Read => {
+                // SAFETY: see above.
+                Completed::Read(unsafe { probe::read_u32(address) })
+            }
             Access::Write => {
+                // SAFETY: see above.
                 unsafe { probe::write_u32(address, ESCAPE_WORD) };
                 Completed::Wrote
             }
-            // SAFETY: as above; for the PL011, its first 8 bytes are UARTDR and UARTRSR, whose reads
-            // have no effect that matters here (a received byte would be lost).
             Access::LoadPair => {
+                // SAFETY: see above.
                 let (first, second) = unsafe { probe::load_pair_u32(address) };
                 Completed::ReadPair(first, second)
             }
@@ -185,10 +229,20 @@ fn register_attempts(checks: &mut GuestChecks, at_el1: bool) {
         unsafe { probe_msr!("CNTP_CTL_EL0", 0) };
         Completed::WroteRegister
     });
-    report_contained(checks, "write CNTP_CTL_EL0 (physical timer) is UNDEFINED", undefined, outcome);
+    report_contained(
+        checks,
+        "write CNTP_CTL_EL0 (physical timer) is UNDEFINED",
+        undefined,
+        outcome,
+    );
 
     let outcome = catch_fault(|| Completed::ReadRegister(probe_mrs!("PMCCNTR_EL0")));
-    report_contained(checks, "read PMCCNTR_EL0 (PMU cycle counter) is UNDEFINED", undefined, outcome);
+    report_contained(
+        checks,
+        "read PMCCNTR_EL0 (PMU cycle counter) is UNDEFINED",
+        undefined,
+        outcome,
+    );
 
     debug_register_attempt(checks);
 
@@ -206,7 +260,12 @@ fn register_attempts(checks: &mut GuestChecks, at_el1: bool) {
     }
 
     let outcome = catch_fault(|| Completed::ReadRegister(probe_mrs!("VTTBR_EL2")));
-    report_contained(checks, "read VTTBR_EL2 from EL1 is UNDEFINED", undefined, outcome);
+    report_contained(
+        checks,
+        "read VTTBR_EL2 from EL1 is UNDEFINED",
+        undefined,
+        outcome,
+    );
 }
 
 /// Debug registers trapped by MDCR_EL2.TDA (DBGBVR0_EL1, MDCCSR_EL0) or TDOSA (OSLSR_EL1): the
@@ -234,9 +293,11 @@ fn debug_register_attempt(checks: &mut GuestChecks) {
         }
     }
 
-    let trapped = outcomes
-        .iter()
-        .any(|(_, outcome)| outcome.as_ref().is_err_and(|fault| fault.is(ExceptionClass::Unknown)));
+    let trapped = outcomes.iter().any(|(_, outcome)| {
+        outcome
+            .as_ref()
+            .is_err_and(|fault| fault.is(ExceptionClass::Unknown))
+    });
     checks.check_that(
         "read a debug register (DBGBVR0_EL1, OSLSR_EL1, MDCCSR_EL0) is UNDEFINED",
         trapped,
@@ -246,21 +307,33 @@ fn debug_register_attempt(checks: &mut GuestChecks) {
 
 /// Calls that, on bare metal, would reach firmware or the hypervisor's own services.
 fn call_attempts(checks: &mut GuestChecks) {
-    let name = format_args!("SMC {UNKNOWN_SMC_FUNCTION:#x} (unknown SiP call) returns NOT_SUPPORTED");
-    report_call(checks, name, catch_fault(|| psci::call(Conduit::Smc, UNKNOWN_SMC_FUNCTION, [0; 3])));
+    let name =
+        format_args!("SMC {UNKNOWN_SMC_FUNCTION:#x} (unknown SiP call) returns NOT_SUPPORTED");
+    report_call(
+        checks,
+        name,
+        catch_fault(|| psci::call(Conduit::Smc, UNKNOWN_SMC_FUNCTION, [0; 3])),
+    );
 
     let name = "SMC PSCI_VERSION is answered like HVC PSCI_VERSION";
     let over_hvc = catch_fault(|| psci::call(Conduit::Hvc, psci::PSCI_VERSION, [0; 3]));
     let over_smc = catch_fault(|| psci::call(Conduit::Smc, psci::PSCI_VERSION, [0; 3]));
     match (over_hvc, over_smc) {
-        (Ok(hvc), Ok(smc)) if hvc == smc && hvc >= 0 => checks.pass(name, format_args!("both {smc:#x}")),
+        (Ok(hvc), Ok(smc)) if hvc == smc && hvc >= 0 => {
+            checks.pass(name, format_args!("both {smc:#x}"))
+        }
         (Ok(hvc), Ok(smc)) => checks.fail(name, format_args!("HVC {hvc:#x}, SMC {smc:#x}")),
         (Err(fault), _) => checks.fail(name, format_args!("the HVC took an exception: {fault}")),
         (_, Err(fault)) => checks.fail(name, format_args!("the SMC took an exception: {fault}")),
     };
 
-    let name = format_args!("HVC {GARBAGE_HVC_FUNCTION:#x} (garbage function ID) returns NOT_SUPPORTED");
-    report_call(checks, name, catch_fault(|| psci::call(Conduit::Hvc, GARBAGE_HVC_FUNCTION, [0; 3])));
+    let name =
+        format_args!("HVC {GARBAGE_HVC_FUNCTION:#x} (garbage function ID) returns NOT_SUPPORTED");
+    report_call(
+        checks,
+        name,
+        catch_fault(|| psci::call(Conduit::Hvc, GARBAGE_HVC_FUNCTION, [0; 3])),
+    );
 }
 
 /// Reports a call that should have returned NOT_SUPPORTED (-1).
@@ -294,7 +367,10 @@ fn set_way_attempt(checks: &mut GuestChecks) {
 fn sentinel_range(boot: &Boot) -> Option<AddrRange> {
     let start = boot.layout.image.end.next_multiple_of(SENTINEL_SIZE);
     let range = AddrRange::from_size(start, SENTINEL_SIZE)?;
-    let clear_of_dtb = boot.device_tree.as_ref().map_or(true, |dt| !dt.blob().overlaps(&range));
+    let clear_of_dtb = boot
+        .device_tree
+        .as_ref()
+        .map_or(true, |dt| !dt.blob().overlaps(&range));
     (boot.platform.ram.covers(&range) && clear_of_dtb).then_some(range)
 }
 

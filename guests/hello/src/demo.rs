@@ -3,7 +3,7 @@
 use core::fmt;
 
 use aarch64_cpu::asm::barrier;
-use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTVCT_EL0, CurrentEL};
+use aarch64_cpu::registers::{CurrentEL, Readable, CNTFRQ_EL0, CNTVCT_EL0};
 use guest_common::console::Console;
 use guest_common::dt::DeviceTree;
 use guest_common::exception::catch_fault;
@@ -31,7 +31,11 @@ pub fn main(boot: &'static Boot) -> ! {
     println!("hello: {}", boot.platform);
 
     let mut checks = Checks::new();
-    checks.check_that("running at EL1", el == 1, format_args!("CurrentEL.EL = {el}"));
+    checks.check_that(
+        "running at EL1",
+        el == 1,
+        format_args!("CurrentEL.EL = {el}"),
+    );
     device_tree_checks(&mut checks, boot);
     psci_checks(&mut checks);
     ram_check(&mut checks, boot);
@@ -53,14 +57,23 @@ fn device_tree_checks(checks: &mut GuestChecks, boot: &Boot) {
         Ok(dt) => dt,
         Err(error) => {
             checks.fail(DTB_VALID, error);
-            for name in [DTB_IN_RAM, MEMORY_NODE, CPU_NODES, PSCI_METHOD, STDOUT_PL011] {
+            for name in [
+                DTB_IN_RAM,
+                MEMORY_NODE,
+                CPU_NODES,
+                PSCI_METHOD,
+                STDOUT_PL011,
+            ] {
                 checks.fail(name, "no usable device tree");
             }
             return;
         }
     };
     let blob = dt.blob();
-    checks.pass(DTB_VALID, format_args!("{} bytes at {:#x}", blob.size(), blob.start));
+    checks.pass(
+        DTB_VALID,
+        format_args!("{} bytes at {:#x}", blob.size(), blob.start),
+    );
 
     match dt.memory_regions().find(|ram| ram.covers(&blob)) {
         Some(ram) => checks.pass(DTB_IN_RAM, format_args!("{blob} in {ram}")),
@@ -68,9 +81,10 @@ fn device_tree_checks(checks: &mut GuestChecks, boot: &Boot) {
     };
 
     match dt.memory_regions().find(|ram| ram.start == RAM_BASE) {
-        Some(ram) if !ram.is_empty() => {
-            checks.pass(MEMORY_NODE, format_args!("{} KiB at {:#x}", ram.size() / 1024, ram.start))
-        }
+        Some(ram) if !ram.is_empty() => checks.pass(
+            MEMORY_NODE,
+            format_args!("{} KiB at {:#x}", ram.size() / 1024, ram.start),
+        ),
         Some(_) => checks.fail(MEMORY_NODE, "its size is 0"),
         None => checks.fail(MEMORY_NODE, MemoryNodes(dt)),
     };
@@ -80,7 +94,11 @@ fn device_tree_checks(checks: &mut GuestChecks, boot: &Boot) {
     checks.check_that(CPU_NODES, cpus >= 1, format_args!("{cpus} found"));
 
     match dt.psci_method() {
-        Some(method) => checks.check_that(PSCI_METHOD, method == "hvc", format_args!("method = \"{method}\"")),
+        Some(method) => checks.check_that(
+            PSCI_METHOD,
+            method == "hvc",
+            format_args!("method = \"{method}\""),
+        ),
         None => checks.fail(PSCI_METHOD, "no PSCI node, or it has no method"),
     };
 
@@ -182,7 +200,10 @@ fn psci_checks(checks: &mut GuestChecks) {
     let name = "PSCI_FEATURES(SYSTEM_OFF) says it is implemented";
     match hvc(psci::PSCI_FEATURES, [u64::from(psci::SYSTEM_OFF), 0, 0]) {
         Ok(0) => checks.pass(name, "returned 0"),
-        Ok(value) if value < 0 => checks.fail(name, format_args!("returned {}", ReturnCode::from_value(value))),
+        Ok(value) if value < 0 => checks.fail(
+            name,
+            format_args!("returned {}", ReturnCode::from_value(value)),
+        ),
         Ok(value) => checks.fail(name, format_args!("returned {value:#x}, want 0")),
         Err(fault) => checks.fail(name, CallError::Faulted(fault)),
     };
@@ -217,14 +238,20 @@ fn ram_check(checks: &mut GuestChecks, boot: &Boot) {
         count += 1;
     }
     if reservations.next().is_some() {
-        checks.fail(name, format_args!("more than {MAX_RESERVED} reserved ranges"));
+        checks.fail(
+            name,
+            format_args!("more than {MAX_RESERVED} reserved ranges"),
+        );
         return;
     }
     let reserved = &reserved[..count];
 
     let (mut bytes, mut ranges) = (0, 0);
     for range in ram::free_ranges(ram, reserved) {
-        println!("hello: RAM test range {range} ({} KiB)", range.size() / 1024);
+        println!(
+            "hello: RAM test range {range} ({} KiB)",
+            range.size() / 1024
+        );
         bytes += range.size();
         ranges += 1;
     }

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Runs Bulkhead's QEMU scenarios (tests/scenarios.toml) and checks what the console shows.
+
+Usage: tests/run_scenarios.py [--list] [NAME ...]
+
+For each scenario: build the image with scripts/build.sh and the scenario's VM config, boot it
+in QEMU with a timeout, and check the console output. Prints `PASS: scenario NAME` or
+`FAIL: scenario NAME (why)` followed by the console output it got, then a count line. The console
+log of every scenario is kept in target/scenarios/NAME.log. Exit status 0 if all passed.
+"""
+
+import os
+import re
+import selectors
+import subprocess
+import sys
+import time
+import tomllib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOG_DIR = os.path.join(ROOT, "target", "scenarios")
+SUMMARY = re.compile(r"^\[([a-z0-9_-]+)\] SUMMARY: (\d+) passed, (\d+) failed")
+
+
+def load():
+    with open(os.path.join(ROOT, "tests", "scenarios.toml"), "rb") as f:
+        data = tomllib.load(f)
+    defaults = data.get("defaults", {})
+    scenarios = []
+    for s in data["scenario"]:
+        merged = dict(defaults)
+        merged.update(s)
+        scenarios.append(merged)
+    return scenarios
+
+
+def build(scenario):
+    cmd = ["bash", os.path.join(ROOT, "scripts", "build.sh"), "--platform", scenario["platform"],
+           "--config", os.path.join(ROOT, scenario["config"])]
+    cmd += scenario.get("build_args", [])
+    proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = proc.stdout.strip().splitlines()
+    return proc.returncode, proc.stdout, (lines[-1] if lines else "")
+
+
+def run_qemu(scenario, image):
+    cmd = ["qemu-system-aarch64", *scenario["machine"], "-nographic", "-nic", "none",
+           "-kernel", image, *scenario.get("qemu_args", [])]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    output = b""
+    timed_out = False
+    until = scenario.get("until")
+    while True:
+        remaining = scenario["timeout"] - (time.monotonic() - start)
+        if remaining <= 0:
+            timed_out = True
+            break
+        if not sel.select(timeout=min(remaining, 1.0)):
+            if proc.poll() is not None:
+                break
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        output += chunk
+        if until and until.encode() in output:
+            break
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    text = output.decode("utf-8", "replace").replace("\r\n", "\n")
+    return text, timed_out and not until, time.monotonic() - start
+
+
+def check(scenario, text, timed_out):
+    problems = []
+    if timed_out:
+        problems.append(f"timed out after {scenario['timeout']} s")
+    for want in scenario.get("expect", []):
+        if want not in text:
+            problems.append(f"missing: {want!r}")
+    for bad in scenario.get("forbid", []):
+        for line in text.splitlines():
+            if bad in line:
+                problems.append(f"forbidden: {line.strip()!r}")
+                break
+    summaries = {}
+    for line in text.splitlines():
+        m = SUMMARY.match(line.strip())
+        if m:
+            summaries.setdefault(m.group(1), []).append((int(m.group(2)), int(m.group(3))))
+    for vm, minimum in scenario.get("guests", {}).items():
+        got = summaries.get(vm)
+        if not got:
+            problems.append(f"VM {vm} printed no SUMMARY line")
+            continue
+        passed, failed = got[-1]
+        if failed or passed < minimum:
+            problems.append(f"VM {vm}: SUMMARY {passed} passed, {failed} failed (want >= {minimum}, 0 failed)")
+    return problems
+
+
+def main(argv):
+    scenarios = load()
+    if "--list" in argv:
+        for s in scenarios:
+            print(f"{s['name']:24} {s.get('about', '')}")
+        return 0
+    wanted = [a for a in argv if not a.startswith("-")]
+    if wanted:
+        unknown = set(wanted) - {s["name"] for s in scenarios}
+        if unknown:
+            print(f"unknown scenario(s): {' '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        scenarios = [s for s in scenarios if s["name"] in wanted]
+    os.makedirs(LOG_DIR, exist_ok=True)
+    passed = failed = 0
+    for s in scenarios:
+        name = s["name"]
+        print(f"--- scenario {name}: {s.get('about', '')}", flush=True)
+        status, build_out, image = build(s)
+        if "build_fails" in s:
+            problems = []
+            if status == 0:
+                problems.append("the build succeeded")
+            for want in s["build_fails"]:
+                if want not in build_out:
+                    problems.append(f"build output lacks {want!r}")
+            text, elapsed = build_out, 0.0
+        elif status != 0:
+            problems, text, elapsed = [f"build failed ({status})"], build_out, 0.0
+        else:
+            text, timed_out, elapsed = run_qemu(s, image)
+            problems = check(s, text, timed_out)
+        with open(os.path.join(LOG_DIR, f"{name}.log"), "w") as f:
+            f.write(text)
+        if problems:
+            failed += 1
+            print(f"FAIL: scenario {name} ({'; '.join(problems)})")
+            print(f"--- console output of {name} (also in target/scenarios/{name}.log):")
+            print("\n".join(text.splitlines()[-150:]))
+            print(f"--- end of {name}")
+        else:
+            passed += 1
+            print(f"PASS: scenario {name} ({elapsed:.1f} s)")
+        sys.stdout.flush()
+    print(f"scenarios: {passed} passed, {failed} failed")
+    with open(os.path.join(ROOT, "target", "scenario-counts"), "w") as f:
+        f.write(f"{passed} {failed}\n")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
