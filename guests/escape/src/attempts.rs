@@ -20,8 +20,8 @@ const HOST_GICR: usize = 0x080a_0000;
 const HOST_VIRTIO_MMIO: usize = 0x0a00_3e00;
 /// QEMU virt's flash, where firmware lives.
 const HOST_FLASH: usize = 0x0;
-/// The 4 KiB page after the emulated PL011's: on the host, still inside the real UART's 64 KiB
-/// window.
+/// From the emulated PL011 to the 4 KiB page after it: the VM is given one page of UART, and on
+/// boards with a larger UART window the next page is still the real device.
 const UART_NEXT_PAGE_OFFSET: usize = 0x1000;
 /// 1 GiB above guest RAM: where host RAM, and the hypervisor's image, could be.
 const HOST_RAM: usize = RAM_BASE + (1 << 30);
@@ -60,56 +60,22 @@ pub fn main(boot: &'static Boot) -> ! {
     let uart = boot.platform.uart_base;
     let ram_end = boot.platform.ram.end;
     let memory_attempts = [
-        MemoryAttempt {
-            access: Access::Read,
-            address: ram_end,
-            target: "just past the end of RAM",
-        },
-        MemoryAttempt {
-            access: Access::Write,
-            address: ram_end,
-            target: "just past the end of RAM",
-        },
-        MemoryAttempt {
-            access: Access::Read,
-            address: HOST_GICD,
-            target: "the host's GIC distributor",
-        },
-        MemoryAttempt {
-            access: Access::Write,
-            address: HOST_GICD,
-            target: "the host's GIC distributor",
-        },
-        MemoryAttempt {
-            access: Access::Read,
-            address: HOST_GICR,
-            target: "the host's GIC redistributors",
-        },
-        MemoryAttempt {
-            access: Access::Read,
-            address: HOST_VIRTIO_MMIO,
-            target: "a host virtio-mmio slot",
-        },
-        MemoryAttempt {
-            access: Access::Read,
-            address: HOST_FLASH,
-            target: "the host's flash",
-        },
-        MemoryAttempt {
-            access: Access::Read,
-            address: uart + UART_NEXT_PAGE_OFFSET,
-            target: "the page after the emulated PL011",
-        },
-        MemoryAttempt {
-            access: Access::Read,
-            address: HOST_RAM,
-            target: "1 GiB above guest RAM",
-        },
-        MemoryAttempt {
-            access: Access::LoadPair,
-            address: uart,
-            target: "the emulated PL011, with an ldp the hypervisor cannot decode",
-        },
+        MemoryAttempt::read(ram_end, "just past the end of RAM"),
+        MemoryAttempt::write(ram_end, "just past the end of RAM"),
+        MemoryAttempt::read(HOST_GICD, "the host's GIC distributor"),
+        MemoryAttempt::write(HOST_GICD, "the host's GIC distributor"),
+        MemoryAttempt::read(HOST_GICR, "the host's GIC redistributors"),
+        MemoryAttempt::read(HOST_VIRTIO_MMIO, "a host virtio-mmio slot"),
+        MemoryAttempt::read(HOST_FLASH, "the host's flash"),
+        MemoryAttempt::read(
+            uart + UART_NEXT_PAGE_OFFSET,
+            "the page after the emulated PL011",
+        ),
+        MemoryAttempt::read(HOST_RAM, "1 GiB above guest RAM"),
+        MemoryAttempt::load_pair(
+            uart,
+            "the emulated PL011, with an ldp the hypervisor cannot decode",
+        ),
     ];
     for attempt in memory_attempts {
         attempt.run(&mut checks);
@@ -182,6 +148,30 @@ struct MemoryAttempt {
 }
 
 impl MemoryAttempt {
+    fn read(address: usize, target: &'static str) -> Self {
+        Self {
+            access: Access::Read,
+            address,
+            target,
+        }
+    }
+
+    fn write(address: usize, target: &'static str) -> Self {
+        Self {
+            access: Access::Write,
+            address,
+            target,
+        }
+    }
+
+    fn load_pair(address: usize, target: &'static str) -> Self {
+        Self {
+            access: Access::LoadPair,
+            address,
+            target,
+        }
+    }
+
     fn run(&self, checks: &mut GuestChecks) {
         let address = self.address;
         let verb = match self.access {
@@ -268,41 +258,81 @@ fn register_attempts(checks: &mut GuestChecks, at_el1: bool) {
     );
 }
 
-/// Debug registers trapped by MDCR_EL2.TDA (DBGBVR0_EL1, MDCCSR_EL0) or TDOSA (OSLSR_EL1): the
-/// check passes if the hypervisor traps any of them, and lists what each did.
+/// Debug registers trapped by MDCR_EL2.TDA (DBGBVR0_EL1, MDCCSR_EL0) and TDOSA (OSLSR_EL1).
+///
+/// A hypervisor may contain them in either of two ways, and both pass: by injecting UNDEFINED,
+/// or by emulating them as read-as-zero / write-ignored (what Bulkhead does, since Linux touches
+/// the OS lock at boot). What fails is reaching the real ones: a value written to the breakpoint
+/// value register DBGBVR0_EL1 reads back, or a register reads nonzero without trapping.
 fn debug_register_attempt(checks: &mut GuestChecks) {
-    let outcomes = [
+    let name =
+        "debug registers (DBGBVR0_EL1 write and read-back, OSLSR_EL1, MDCCSR_EL0) are trapped";
+    // An address in the guest's image, shaped like a breakpoint address (bits 1:0 clear).
+    const BREAKPOINT_ADDRESS: u64 = RAM_BASE as u64 + 0x1000;
+
+    let write = catch_fault(|| {
+        // SAFETY: setting a breakpoint value arms nothing: DBGBCR0_EL1 is not enabled, and with
+        // PSTATE.D set (see `_start`) breakpoints at EL1 could not fire anyway.
+        unsafe { probe_msr!("DBGBVR0_EL1", BREAKPOINT_ADDRESS) }
+    });
+    let reads = [
         ("DBGBVR0_EL1", catch_fault(|| probe_mrs!("DBGBVR0_EL1"))),
         ("OSLSR_EL1", catch_fault(|| probe_mrs!("OSLSR_EL1"))),
         ("MDCCSR_EL0", catch_fault(|| probe_mrs!("MDCCSR_EL0"))),
     ];
+    let stuck = matches!(reads[0].1, Ok(BREAKPOINT_ADDRESS));
+    if stuck {
+        // SAFETY: as above; this puts back the reset value.
+        unsafe { probe_msr!("DBGBVR0_EL1", 0) };
+    }
 
-    struct Outcomes<'a>(&'a [(&'static str, Result<u64, Fault>)]);
+    struct Outcomes<'a>(
+        &'a Result<(), Fault>,
+        &'a [(&'static str, Result<u64, Fault>)],
+    );
     impl Display for Outcomes<'_> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            for (index, (register, outcome)) in self.0.iter().enumerate() {
-                if index > 0 {
-                    f.write_str("; ")?;
-                }
+            match self.0 {
+                Ok(()) => f.write_str("write DBGBVR0_EL1: completed")?,
+                Err(fault) => write!(f, "write DBGBVR0_EL1: {fault}")?,
+            }
+            for (register, outcome) in self.1 {
                 match outcome {
-                    Ok(value) => write!(f, "{register}: read {value:#x}")?,
-                    Err(fault) => write!(f, "{register}: {fault}")?,
+                    Ok(value) => write!(f, "; read {register}: {value:#x}")?,
+                    Err(fault) => write!(f, "; read {register}: {fault}")?,
                 }
             }
             Ok(())
         }
     }
+    let outcomes = Outcomes(&write, &reads);
 
-    let trapped = outcomes.iter().any(|(_, outcome)| {
-        outcome
-            .as_ref()
-            .is_err_and(|fault| fault.is(ExceptionClass::Unknown))
-    });
-    checks.check_that(
-        "read a debug register (DBGBVR0_EL1, OSLSR_EL1, MDCCSR_EL0) is UNDEFINED",
-        trapped,
-        Outcomes(&outcomes),
-    );
+    let faults = core::iter::once(write.err()).chain(reads.iter().map(|(_, read)| read.err()));
+    let mut faults = faults.flatten();
+    let undefined_only = faults.all(|fault| fault.is(ExceptionClass::Unknown));
+    let any_undefined = write.is_err() || reads.iter().any(|(_, read)| read.is_err());
+    let all_reads_zero = reads.iter().all(|(_, read)| matches!(read, Ok(0)));
+
+    if !undefined_only {
+        checks.fail(
+            name,
+            format_args!("wrong exception, want EC 0x00: {outcomes}"),
+        )
+    } else if stuck {
+        checks.fail(
+            name,
+            format_args!("the breakpoint register kept the value: {outcomes}"),
+        )
+    } else if any_undefined {
+        checks.pass(name, format_args!("UNDEFINED: {outcomes}"))
+    } else if all_reads_zero {
+        checks.pass(
+            name,
+            format_args!("read as zero, write ignored: {outcomes}"),
+        )
+    } else {
+        checks.fail(name, format_args!("read without trapping: {outcomes}"))
+    };
 }
 
 /// Calls that, on bare metal, would reach firmware or the hypervisor's own services.
