@@ -260,7 +260,7 @@ impl<'a> Platform<'a> {
             SummaryLine::Timer(&self.timer),
             SummaryLine::Console(&self.console),
         ];
-        let virtio = self.virtio_mmio.iter().map(SummaryLine::VirtioMmio);
+        let virtio = (!self.virtio_mmio.is_empty()).then(|| SummaryLine::VirtioMmio(&self.virtio_mmio));
         model
             .into_iter()
             .chain(memory)
@@ -298,8 +298,9 @@ pub enum SummaryLine<'p, 'a> {
     Timer(&'p TimerIrqs),
     /// `console pl011 <base> size <size> (<source>)`
     Console(&'p Console),
-    /// `virtio-mmio <base> size <size> intid <n>`
-    VirtioMmio(&'p VirtioMmio),
+    /// `virtio-mmio: <n> transports <first>..<end of last>, intids <first>..<last>`: one line
+    /// for all of them (QEMU virt lists 32).
+    VirtioMmio(&'p [VirtioMmio]),
 }
 
 /// Formats a physical range as `start..end`.
@@ -375,11 +376,16 @@ impl fmt::Display for SummaryLine<'_, '_> {
                     ConsoleSource::Fallback { why } => write!(f, "(fallback: {why})"),
                 }
             }
-            Self::VirtioMmio(virtio) => {
+            Self::VirtioMmio(transports) => {
+                let (first, last) = (&transports[0], &transports[transports.len() - 1]);
                 write!(
                     f,
-                    "virtio-mmio {} size {:#x} intid {}",
-                    virtio.base, virtio.size, virtio.intid
+                    "virtio-mmio: {} transport(s) {}..{:#x}, intids {}..{}",
+                    transports.len(),
+                    first.base,
+                    last.base.as_u64() + last.size,
+                    first.intid,
+                    last.intid
                 )
             }
         }

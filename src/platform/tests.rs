@@ -435,11 +435,13 @@ fn summary_lines() {
             "gic v3 gicd 0x8000000..0x8010000 gicr 0x80a0000..0x9000000 maintenance intid 25",
             "timer intids secure-phys 29 phys 30 virt 27 hyp-phys 26",
             "console pl011 0x9000000 size 0x1000 (stdout-path)",
-            "virtio-mmio 0xa000000 size 0x200 intid 48",
+            "virtio-mmio: 32 transport(s) 0xa000000..0xa004000, intids 48..79",
         ]
     );
-    assert_eq!(lines.len(), 8 + 32);
-    assert_eq!(lines[39], "virtio-mmio 0xa003e00 size 0x200 intid 79");
+    assert_eq!(lines.len(), 9);
+    assert_eq!(platform.virtio_mmio.len(), 32);
+    assert_eq!(platform.virtio_mmio[31].base, PhysAddr::new(0x0a00_3e00));
+    assert_eq!(platform.virtio_mmio[31].intid, 79);
     assert_eq!(platform.to_string(), lines.join("\n") + "\n");
 
     let rpi4: Vec<String> = parse(RPI4)
