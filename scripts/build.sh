@@ -6,6 +6,7 @@
 #   --platform  the board (a folder under platform/); default qemu-virt
 #   --config    the VM config (TOML); default platform/<board>/vms.toml
 #   --trace     log every VM exit with its decoded reason
+#   --features  cargo features of the hypervisor (e.g. selftest-panic, for the tests)
 #   --debug     unoptimised build
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +19,7 @@ while [ $# -gt 0 ]; do
         --platform) PLATFORM="$2"; shift 2 ;;
         --config) CONFIG="$2"; shift 2 ;;
         --trace) FEATURES=(--features trace); shift ;;
+        --features) FEATURES=(--features "$2"); shift 2 ;;
         --debug) PROFILE=dev; shift ;;
         -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "build.sh: unknown option $1" >&2; exit 2 ;;

@@ -285,6 +285,14 @@ pub fn secondary_main(index: usize) -> ! {
     virt::configure_traps();
     log::info!("cpu{index} online at EL2 (MPIDR {:#x})", cpu::mpidr_affinity());
     smp::mark_online(index);
+    #[cfg(feature = "selftest-panic")]
+    if index == 1 {
+        // Panic while cpu0 runs a guest, to show that the guest is stopped too.
+        while crate::vm::run::SELFTEST_EXITS.load(Ordering::Relaxed) < 500 {
+            core::hint::spin_loop();
+        }
+        panic!("selftest-panic: cpu{index} panics on purpose");
+    }
     run_cpu(index);
     cpu::halt()
 }

@@ -142,7 +142,7 @@ impl VmDevices {
             ram,
             stats: ExitStats::default(),
             warnings: 0,
-            trace: false,
+            trace: cfg!(feature = "trace"),
         }
     }
 

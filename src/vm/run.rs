@@ -31,6 +31,10 @@ const DTB_REGION: u64 = 2 << 20;
 const MAX_RESETS_IN_WINDOW: usize = 5;
 const RESET_WINDOW_SECONDS: u64 = 10;
 
+/// Guest exits on all CPUs, counted only for the `selftest-panic` test build.
+#[cfg(feature = "selftest-panic")]
+pub static SELFTEST_EXITS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// Why a VM could not be built.
 #[derive(Debug)]
 pub enum VmBuildError {
@@ -216,6 +220,8 @@ impl Vm {
             let kind = exception::run_guest(&mut regs);
             let syndrome = exception::exit_syndrome();
             let exit = VmExit::decode(kind, &syndrome);
+            #[cfg(feature = "selftest-panic")]
+            SELFTEST_EXITS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
             match self.devices.handle_exit(vcpu, &mut regs, exit, &syndrome, &mut hw) {
                 ExitAction::Resume | ExitAction::Wait => {}
                 ExitAction::Stop(reason) => return reason,

@@ -40,7 +40,25 @@ pub fn main(boot: &'static Boot) -> ! {
     psci_checks(&mut checks);
     ram_check(&mut checks, boot);
     counter_check(&mut checks);
+    if reset_requested(boot) {
+        // Exercises PSCI SYSTEM_RESET: Bulkhead restarts this VM with fresh images (and stops
+        // it after too many resets in a row).
+        checks.summary();
+        println!("hello: {RESET_BOOTARG} is in bootargs: PSCI SYSTEM_RESET");
+        psci::call(psci::conduit(), psci::SYSTEM_RESET, [0; 3]);
+        println!("hello: SYSTEM_RESET returned");
+    }
     checks.finish()
+}
+
+/// The bootargs word that makes hello reset its VM instead of powering it off.
+const RESET_BOOTARG: &str = "hello.reset";
+
+fn reset_requested(boot: &Boot) -> bool {
+    match &boot.device_tree {
+        Ok(dt) => dt.bootargs().is_some_and(|args| args.split_whitespace().any(|w| w == RESET_BOOTARG)),
+        Err(_) => false,
+    }
 }
 
 /// The checks that read the device tree, by name, so that all of them are reported (as failed)
