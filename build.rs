@@ -1,5 +1,5 @@
-//! Build script: turns the board's VM config into the hypervisor's `VMS` table, and links
-//! bare-metal builds with the board's linker script.
+//! Build script: turns the board's VM config into the hypervisor's `VMS` and `SCHEDULES`
+//! tables, and links bare-metal builds with the board's linker script.
 //!
 //! - `BULKHEAD_PLATFORM` picks the board: a directory under `platform/` (default `qemu-virt`).
 //! - `BULKHEAD_CONFIG` picks the VM config: a path, absolute or relative to this crate's root
@@ -10,7 +10,12 @@
 //! `include!`s. A bad config fails the build with a message naming the file, VM and field.
 //!
 //! Host builds (`cargo test` of the library) need no guests: while an image has not been built
-//! yet they get an empty `VMS` table and a warning, so portable code can be tested first.
+//! yet they get empty tables and a warning, so portable code can be tested first.
+//!
+//! Inputs cargo is told to watch: `BULKHEAD_PLATFORM`, `BULKHEAD_CONFIG`, the config file, every
+//! image it names (or the first missing one), and for bare-metal builds the board's `link.ld`
+//! and `platform/common/sections.ld`. `bulkhead-config` itself is a build dependency, so cargo
+//! reruns this script when it changes.
 
 use std::env;
 use std::fs;
@@ -19,9 +24,6 @@ use std::process;
 
 /// The board built when `BULKHEAD_PLATFORM` is unset.
 const DEFAULT_PLATFORM: &str = "qemu-virt";
-
-/// vCPUs per VM the hypervisor supports (see the check in `main`).
-const SUPPORTED_VCPUS: usize = 1;
 
 fn main() {
     let crate_dir = PathBuf::from(required_env("CARGO_MANIFEST_DIR"));
@@ -63,19 +65,8 @@ fn main() {
 
     let source = match bulkhead_config::load(&config_path) {
         Ok(config) => {
-            for (index, vm) in config.vms.iter().enumerate() {
+            for vm in &config.vms {
                 println!("cargo:rerun-if-changed={}", vm.image_path.display());
-                // The config language allows up to 8 vCPUs; this hypervisor runs one per VM
-                // until vCPUs can be scheduled and interrupted (the partitioning work).
-                if vm.vcpus > SUPPORTED_VCPUS {
-                    fail(&format!(
-                        "VM config: {}: vm[{index}] ({:?}).vcpus: {} vCPUs, but this Bulkhead \
-                         runs {SUPPORTED_VCPUS} vCPU per VM",
-                        config_path.display(),
-                        vm.name,
-                        vm.vcpus
-                    ));
-                }
             }
             config.to_rust(&out_dir).unwrap_or_else(|error| {
                 fail(&format!(

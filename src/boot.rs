@@ -18,12 +18,13 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::{Mutex, Once};
 
 use crate::addr::{AddrRange, PhysAddr, VirtAddr, PAGE_SIZE};
-use crate::arch::aarch64::{boot as entry, cpu, exception, firmware, mmu, virt};
+use crate::arch::aarch64::{boot as entry, cpu, exception, mmu, virt};
 use crate::mm::frame::FrameAllocator;
 use crate::mm::pagetable::{El2Stage1Tables, MemoryAttributes, Permissions};
 use crate::mm::{heap, tables::FrameTables};
 use crate::platform::{self, GicRegions, Platform, PsciConduit};
-use crate::vm::run::Vm;
+use crate::arch::aarch64::gic::HostGic;
+use crate::vm::run::{CpuRuntime, Vm};
 use crate::{console, smp, vms};
 
 /// The board this image was built for (`scripts/build.sh --platform`).
@@ -47,16 +48,15 @@ const MAX_DTB_SIZE: usize = 2 << 20;
 
 static PLATFORM: Once<Platform<'static>> = Once::new();
 static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::new());
-static VMS: Once<Vec<VmSlot>> = Once::new();
+static VMS: Once<Vec<Vm>> = Once::new();
+static GIC: Once<HostGic> = Once::new();
+/// INTID of the EL2 physical timer's PPI (from the DT).
+static HYP_TIMER_INTID: AtomicUsize = AtomicUsize::new(26);
 
-/// A built VM and the CPU it is placed on (readable without taking the VM's lock, which the CPU
-/// running it holds).
-struct VmSlot {
-    cpu: usize,
-    vm: Mutex<Vm>,
+/// The EL2 physical timer's interrupt.
+pub fn hyp_timer_intid() -> u32 {
+    HYP_TIMER_INTID.load(Ordering::Relaxed) as u32
 }
-/// CPUs that have finished running their VMs.
-static CPUS_DONE: AtomicUsize = AtomicUsize::new(0);
 
 /// The conduit to the host's PSCI firmware, once the DT has been read.
 pub fn firmware_conduit() -> Option<PsciConduit> {
@@ -181,8 +181,17 @@ pub fn primary_main(dtb_address: usize, image_start: usize) -> ! {
     }
     log::info!("EL2 MMU: identity map installed");
 
-    // 8. Traps (the vectors are in since phase 2).
+    // 8. Traps (the vectors are in since phase 2) and the interrupt controller.
     virt::configure_traps();
+    HYP_TIMER_INTID.store(platform.timer.hyp_phys as usize, Ordering::Relaxed);
+    let mpidrs: Vec<u64> = platform.cpus.iter().map(|c| c.mpidr).collect();
+    // SAFETY: the GIC's frames come from the DT and are mapped as Device memory in phase 7;
+    // nothing else drives the GIC.
+    let gic = unsafe { HostGic::new(&platform.gic.regions, &mpidrs) }.unwrap_or_else(|e| boot_error("gic", e));
+    let gic = GIC.call_once(|| gic);
+    gic.init_distributor();
+    init_cpu_interrupts(gic);
+    log::info!("gic: v{} with {} list registers", platform.gic.version(), gic.list_register_count());
 
     // 9. Secondary CPUs.
     smp::mark_online(0);
@@ -190,17 +199,26 @@ pub fn primary_main(dtb_address: usize, image_start: usize) -> ! {
     log::info!("smp: {} CPUs online", smp::online_count());
 
     // 10. VMs.
-    build_vms();
-    run_cpu(0);
-    // The primary waits for every CPU to finish, then powers the machine off.
-    while CPUS_DONE.load(Ordering::Acquire) < smp::online_count() {
-        cpu::wait_for_event();
+    build_vms(gic);
+    run_cpu(0)
+}
+
+/// Enables, on this CPU, the interrupts Bulkhead takes: the EL2 physical timer (scheduling
+/// deadlines), the EL1 virtual timer (the loaded vCPU's), the GIC maintenance interrupt and the
+/// kick SGI.
+fn init_cpu_interrupts(gic: &HostGic) {
+    let maintenance = PLATFORM.get().and_then(|p| p.gic.maintenance_intid);
+    let result = gic.init_cpu().and_then(|()| {
+        gic.enable_interrupt(hyp_timer_intid())?;
+        gic.enable_interrupt(crate::vm::VTIMER_INTID)?;
+        if let Some(maintenance) = maintenance {
+            gic.enable_interrupt(maintenance)?;
+        }
+        gic.enable_interrupt(u32::from(crate::vm::run::KICK_SGI))
+    });
+    if let Err(error) = result {
+        boot_error("gic", error);
     }
-    log::info!("all VMs have stopped: powering off");
-    if let Some(conduit) = platform.psci {
-        firmware::system_off(conduit);
-    }
-    cpu::halt()
 }
 
 fn build_el2_map(frames: &mut FrameAllocator, platform: &Platform<'_>, text: AddrRange<PhysAddr>) {
@@ -243,15 +261,27 @@ fn build_el2_map(frames: &mut FrameAllocator, platform: &Platform<'_>, text: Add
     mmu::install_el2_tables(map.root(), 64 - map.tcr_el2_t0sz() as u32);
 }
 
-fn build_vms() {
+fn build_vms(gic: &HostGic) {
     let mut frames = FRAMES.lock();
     let mut built = Vec::new();
     for (index, config) in vms::VMS.iter().enumerate() {
         let vmid = (index + 1) as u16;
-        match Vm::build(config, vmid, &mut frames) {
+        if let Some(cpu) = config.cpus.iter().find(|&&cpu| !smp::is_online(cpu)) {
+            log::error!("vm {}: not started: it is placed on cpu{cpu}, which is not online", config.name);
+            continue;
+        }
+        match Vm::build(built.len(), config, vmid, &mut frames, gic) {
             Ok(vm) => {
-                log::info!("vm {}: built (VMID {vmid}, {} MiB, cpu{})", config.name, config.memory_bytes >> 20, config.cpus[0]);
-                built.push(VmSlot { cpu: config.cpus[0], vm: Mutex::new(vm) });
+                log::info!(
+                    "vm {}: built (VMID {vmid}, {} MiB, {} vCPU(s) on cpus {:?}, priority {}, slice {} us)",
+                    config.name,
+                    config.memory_bytes >> 20,
+                    config.vcpus,
+                    config.cpus,
+                    config.priority,
+                    config.slice_us
+                );
+                built.push(vm);
             }
             Err(error) => log::error!("vm {}: not started: {error}", config.name),
         }
@@ -264,18 +294,12 @@ fn build_vms() {
     cpu::send_event();
 }
 
-/// Runs, one after the other, the VMs placed on CPU `index`, then reports this CPU done.
-fn run_cpu(index: usize) {
+/// Runs the vCPUs placed on CPU `index`, forever.
+fn run_cpu(index: usize) -> ! {
     let vms = VMS.wait();
-    for slot in vms {
-        if slot.cpu == index {
-            slot.vm.lock().run();
-        } else if index == 0 && !smp::is_online(slot.cpu) {
-            log::error!("vm {}: placed on cpu{}, which is not online: not started", slot.vm.lock().config.name, slot.cpu);
-        }
-    }
-    CPUS_DONE.fetch_add(1, Ordering::Release);
-    cpu::send_event();
+    let gic = GIC.wait();
+    let mut runtime = CpuRuntime::new(index, gic, vms);
+    runtime.run()
 }
 
 /// A secondary CPU's boot, from `secondary_common` (MMU on with the primary's tables).
@@ -283,6 +307,7 @@ pub fn secondary_main(index: usize) -> ! {
     cpu::set_cpu_index(index);
     exception::install_vectors();
     virt::configure_traps();
+    init_cpu_interrupts(GIC.wait());
     log::info!("cpu{index} online at EL2 (MPIDR {:#x})", cpu::mpidr_affinity());
     smp::mark_online(index);
     #[cfg(feature = "selftest-panic")]
@@ -293,8 +318,7 @@ pub fn secondary_main(index: usize) -> ! {
         }
         panic!("selftest-panic: cpu{index} panics on purpose");
     }
-    run_cpu(index);
-    cpu::halt()
+    run_cpu(index)
 }
 
 /// Entered at an exception level other than EL2: say so on the board's UART and stop. Runs with

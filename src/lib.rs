@@ -17,6 +17,8 @@ pub mod addr;
 pub mod drivers;
 pub mod mm;
 pub mod platform;
+pub mod sched;
+pub mod vgic;
 pub mod vm;
 
 #[cfg(target_os = "none")]

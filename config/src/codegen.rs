@@ -1,22 +1,49 @@
-//! Turning a validated [`Config`] into the Rust source of the hypervisor's `VMS` table.
+//! Turning a validated [`Config`] into the Rust source of the hypervisor's `VMS` and
+//! `SCHEDULES` tables.
 //!
 //! The output is `include!`d by the hypervisor inside a module that has
 //! `use crate::vm::config::*; use crate::addr::GuestPhysAddr;`, so it names `VmConfig`,
-//! `GuestImage`, `ImageKind`, `GUEST_RAM_BASE` and `GuestPhysAddr` unqualified. Image bytes are
-//! written beside it and pulled in with `include_bytes!` by absolute path (a relative one would
-//! resolve against whichever file expands the macro).
+//! `GuestImage`, `ImageKind`, `MemoryPlacement`, `PassthroughDevice`, `OnStop`, `CpuSchedule`,
+//! `ScheduleWindow`, `GUEST_RAM_BASE` and `GuestPhysAddr` unqualified. Image bytes are written
+//! beside it and pulled in with `include_bytes!` by absolute path (a relative one would resolve
+//! against whichever file expands the macro).
+//!
+//! The shape, for one VM and one schedule:
+//!
+//! ```text
+//! pub static VMS: &[VmConfig] = &[
+//!     VmConfig {
+//!         name: "hello",
+//!         ...
+//!         priority: 1,
+//!         slice_us: 10000,
+//!         memory_placement: MemoryPlacement::Identity { base: 0x60000000 },
+//!         passthrough: &[
+//!             PassthroughDevice { name: "rtc", base: 0x9010000, size: 0x1000, spis: &[34] },
+//!         ],
+//!         on_stop: OnStop::Stay,
+//!         psci_smc: false,
+//!     },
+//! ];
+//! pub static SCHEDULES: &[CpuSchedule] = &[
+//!     CpuSchedule { cpu: 0, major_frame_us: 20000, windows: &[
+//!         ScheduleWindow { vm: 0, offset_us: 0, length_us: 10000 }, // hello
+//!     ] },
+//! ];
+//! ```
 
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
 use std::path::Path;
 
-use crate::{Config, Vm, GUEST_RAM_BASE};
+use crate::{Config, CpuSchedule, MemoryPlacement, Vm, GUEST_RAM_BASE};
 
 impl Config {
     /// Writes each VM's (flattened) image to `out_dir/vm-<name>.bin` and returns the Rust source
-    /// of `pub static VMS: &[VmConfig]`, one entry per VM in config order. Files whose contents
-    /// have not changed are left alone, so their timestamps do not trigger rebuilds.
+    /// of `pub static VMS: &[VmConfig]`, one entry per VM in config order, and of
+    /// `pub static SCHEDULES: &[CpuSchedule]`, sorted by CPU. Files whose contents have not
+    /// changed are left alone, so their timestamps do not trigger rebuilds.
     pub fn to_rust(&self, out_dir: &Path) -> io::Result<String> {
         fs::create_dir_all(out_dir)?;
         let out_dir = std::path::absolute(out_dir)?;
@@ -39,15 +66,33 @@ impl Config {
             push_vm(&mut source, vm, bin);
         }
         let _ = writeln!(source, "];");
+        let _ = writeln!(source);
+        let _ = writeln!(source, "{SCHEDULES_DOC}");
+        if self.schedules.is_empty() {
+            let _ = writeln!(source, "pub static SCHEDULES: &[CpuSchedule] = &[];");
+        } else {
+            let _ = writeln!(source, "pub static SCHEDULES: &[CpuSchedule] = &[");
+            for schedule in &self.schedules {
+                push_schedule(&mut source, schedule, &self.vms);
+            }
+            let _ = writeln!(source, "];");
+        }
         Ok(source)
     }
 }
 
-/// The source of an empty `VMS` table, for host builds made before the guests exist;
-/// `file_label` names the config that could not be used.
+/// The doc comment of the generated `SCHEDULES`.
+const SCHEDULES_DOC: &str =
+    "/// The static cyclic schedules of the build's config, at most one per CPU, sorted by CPU.";
+
+/// The source of empty `VMS` and `SCHEDULES` tables, for host builds made before the guests
+/// exist; `file_label` names the config that could not be used.
 pub fn empty_rust(file_label: &str) -> String {
     let mut source = header(file_label);
     let _ = writeln!(source, "pub static VMS: &[VmConfig] = &[];");
+    let _ = writeln!(source);
+    let _ = writeln!(source, "{SCHEDULES_DOC}");
+    let _ = writeln!(source, "pub static SCHEDULES: &[CpuSchedule] = &[];");
     source
 }
 
@@ -83,6 +128,35 @@ fn push_vm(source: &mut String, vm: &Vm, bin_path: &str) {
         .map(usize::to_string)
         .collect::<Vec<_>>()
         .join(", ");
+    let memory_placement = match vm.memory_placement {
+        MemoryPlacement::Allocated => "MemoryPlacement::Allocated".to_owned(),
+        MemoryPlacement::Identity { base } => {
+            format!("MemoryPlacement::Identity {{ base: {base:#x} }}")
+        }
+    };
+    let passthrough = if vm.devices.is_empty() {
+        "&[]".to_owned()
+    } else {
+        let mut list = String::from("&[\n");
+        for device in &vm.devices {
+            let spis = device
+                .spis
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let _ = writeln!(
+                list,
+                "            PassthroughDevice {{ name: {name:?}, base: {base:#x}, size: {size:#x}, \
+                 spis: &[{spis}] }},",
+                name = device.name,
+                base = device.base,
+                size = device.size,
+            );
+        }
+        list.push_str("        ]");
+        list
+    };
     // `{:?}` of a str is a valid Rust string literal, escapes and all.
     let _ = write!(
         source,
@@ -95,6 +169,12 @@ fn push_vm(source: &mut String, vm: &Vm, bin_path: &str) {
         load_address: Some(GuestPhysAddr::new({load:#x})),
         entry: Some(GuestPhysAddr::new({entry:#x})),
         bootargs: {bootargs:?},
+        priority: {priority},
+        slice_us: {slice_us},
+        memory_placement: {memory_placement},
+        passthrough: {passthrough},
+        on_stop: OnStop::{on_stop},
+        psci_smc: {psci_smc},
     }},
 ",
         name = vm.name,
@@ -104,7 +184,32 @@ fn push_vm(source: &mut String, vm: &Vm, bin_path: &str) {
         load = vm.image.load_address,
         entry = vm.image.entry,
         bootargs = vm.bootargs,
+        priority = vm.priority,
+        slice_us = vm.slice_us,
+        on_stop = vm.on_stop.variant_name(),
+        psci_smc = vm.psci_smc,
     );
+}
+
+/// Appends one `CpuSchedule { .. },` entry, each window commented with its VM's name.
+fn push_schedule(source: &mut String, schedule: &CpuSchedule, vms: &[Vm]) {
+    let _ = writeln!(
+        source,
+        "    CpuSchedule {{ cpu: {cpu}, major_frame_us: {frame}, windows: &[",
+        cpu = schedule.cpu,
+        frame = schedule.major_frame_us,
+    );
+    for window in &schedule.windows {
+        let _ = writeln!(
+            source,
+            "        ScheduleWindow {{ vm: {vm}, offset_us: {offset}, length_us: {length} }}, // {name}",
+            vm = window.vm,
+            offset = window.offset_us,
+            length = window.length_us,
+            name = vms[window.vm].name,
+        );
+    }
+    let _ = writeln!(source, "    ] }},");
 }
 
 /// Writes `contents` to `path` unless it already holds exactly that.

@@ -1,17 +1,28 @@
-//! [`ConfigError`]: everything that can be wrong with a VM config, located by file, VM and field
-//! so the message tells the user exactly which line to fix, e.g.
+//! [`ConfigError`]: everything that can be wrong with a VM config, located by file, table and
+//! field so the message tells the user exactly which line to fix, e.g.
 //!
 //! ```text
 //! platform/qemu-virt/vms.toml: vm[1] ("escape").memory: "12Q" is not a size (bytes, or a number with K, M or G)
+//! vms.toml: vm[1] ("b").devices[0].spis: SPI 34 is already routed to vm[0] ("a").devices[0] ("rtc")
+//! vms.toml: schedule[0].windows[1]: [5 ms, 15 ms) overlaps windows[0] [0 ms, 10 ms)
 //! ```
+//!
+//! An error about two things (overlapping ranges, a shared SPI) is located at the later one in
+//! the file and names the earlier one in its message.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::image::{Blame, ImageError};
+use crate::layout::AddrRange;
 use crate::size::Size;
-use crate::{MAX_CPUS, MAX_MEMORY_BYTES, MAX_VCPUS, MEMORY_ALIGN, MIN_MEMORY_BYTES, NAME_MAX_LEN};
+use crate::time::{Micros, Millis};
+use crate::{
+    ADDRESS_LIMIT, MAX_CPUS, MAX_MAJOR_FRAME_US, MAX_MEMORY_BYTES, MAX_SLICE_US, MAX_SPI,
+    MAX_VCPUS, MEMORY_ALIGN, MIN_MAJOR_FRAME_US, MIN_MEMORY_BYTES, MIN_SLICE_US, MIN_SPI,
+    NAME_MAX_LEN, PAGE_SIZE,
+};
 
 /// A field of a `[[vm]]` table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,10 +43,26 @@ pub enum Field {
     Entry,
     /// `bootargs`
     Bootargs,
+    /// `priority`
+    Priority,
+    /// `slice_ms`
+    SliceMs,
+    /// `memory_base`
+    MemoryBase,
+    /// `on_stop`
+    OnStop,
+    /// `devices[index]` as a whole (`key: None`, e.g. for an overlap of its range), or one of
+    /// its keys.
+    Device {
+        /// Position in the `devices` array, from 0.
+        index: usize,
+        /// The key at fault, if the error is about one.
+        key: Option<DeviceKey>,
+    },
 }
 
 impl Field {
-    /// The key as written in the TOML file.
+    /// The `[[vm]]` key as written in the TOML file (`devices` for any part of a device).
     pub fn key(self) -> &'static str {
         match self {
             Self::Name => "name",
@@ -46,7 +73,144 @@ impl Field {
             Self::LoadAddress => "load_address",
             Self::Entry => "entry",
             Self::Bootargs => "bootargs",
+            Self::Priority => "priority",
+            Self::SliceMs => "slice_ms",
+            Self::MemoryBase => "memory_base",
+            Self::OnStop => "on_stop",
+            Self::Device { .. } => "devices",
         }
+    }
+}
+
+impl fmt::Display for Field {
+    /// The path below the `[[vm]]` table: `memory`, `devices[0]`, `devices[0].spis`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Device { index, key } => {
+                write!(f, "devices[{index}]")?;
+                match key {
+                    Some(key) => write!(f, ".{}", key.key()),
+                    None => Ok(()),
+                }
+            }
+            _ => f.write_str(self.key()),
+        }
+    }
+}
+
+/// A key of a `devices` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKey {
+    /// `name`
+    Name,
+    /// `base`
+    Base,
+    /// `size`
+    Size,
+    /// `spis`
+    Spis,
+}
+
+impl DeviceKey {
+    /// The key as written in the TOML file.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Base => "base",
+            Self::Size => "size",
+            Self::Spis => "spis",
+        }
+    }
+}
+
+/// A field of a `[[schedule]]` table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleField {
+    /// `cpu`
+    Cpu,
+    /// `major_frame_ms`
+    MajorFrameMs,
+    /// `windows` as a whole.
+    Windows,
+    /// `windows[index]` as a whole (`key: None`, e.g. for an overlap), or one of its keys.
+    Window {
+        /// Position in the `windows` array as written (before sorting), from 0.
+        index: usize,
+        /// The key at fault, if the error is about one.
+        key: Option<WindowKey>,
+    },
+}
+
+impl fmt::Display for ScheduleField {
+    /// The path below the `[[schedule]]` table: `cpu`, `windows[1]`, `windows[1].vm`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::MajorFrameMs => f.write_str("major_frame_ms"),
+            Self::Windows => f.write_str("windows"),
+            Self::Window { index, key } => {
+                write!(f, "windows[{index}]")?;
+                match key {
+                    Some(key) => write!(f, ".{}", key.key()),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// A key of a schedule's `windows` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowKey {
+    /// `vm`
+    Vm,
+    /// `offset_ms`
+    OffsetMs,
+    /// `length_ms`
+    LengthMs,
+}
+
+impl WindowKey {
+    /// The key as written in the TOML file.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Vm => "vm",
+            Self::OffsetMs => "offset_ms",
+            Self::LengthMs => "length_ms",
+        }
+    }
+}
+
+/// Another VM an error message refers to: displays as `vm[0] ("hello")`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmRef {
+    /// Position of its table in the file, from 0.
+    pub index: usize,
+    /// Its name.
+    pub name: String,
+}
+
+impl fmt::Display for VmRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "vm[{}] ({:?})", self.index, self.name)
+    }
+}
+
+/// A passthrough device an error message refers to: displays as `vm[0] ("hello").devices[1]
+/// ("rtc")`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRef {
+    /// The VM it is given to.
+    pub vm: VmRef,
+    /// Its position in that VM's `devices`.
+    pub index: usize,
+    /// Its name.
+    pub name: String,
+}
+
+impl fmt::Display for DeviceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.devices[{}] ({:?})", self.vm, self.index, self.name)
     }
 }
 
@@ -74,6 +238,13 @@ pub enum Location {
         /// The field at fault.
         field: Field,
     },
+    /// One field of one `[[schedule]]` table.
+    Schedule {
+        /// Position of the table in the file, from 0.
+        index: usize,
+        /// The field at fault.
+        field: ScheduleField,
+    },
 }
 
 impl fmt::Display for Location {
@@ -85,13 +256,14 @@ impl fmt::Display for Location {
                 name: Some(name),
                 field,
             } => {
-                write!(f, "vm[{index}] ({name:?}).{}", field.key())
+                write!(f, "vm[{index}] ({name:?}).{field}")
             }
             Self::Vm {
                 index,
                 name: None,
                 field,
-            } => write!(f, "vm[{index}].{}", field.key()),
+            } => write!(f, "vm[{index}].{field}"),
+            Self::Schedule { index, field } => write!(f, "schedule[{index}].{field}"),
         }
     }
 }
@@ -145,21 +317,145 @@ pub enum ErrorKind {
     MemoryNotAligned(u64),
     /// `vcpus` is outside `1..=MAX_VCPUS`.
     VcpusOutOfRange(i64),
-    /// More vCPUs than physical CPUs listed in `cpus`.
-    VcpusExceedCpus {
-        /// `vcpus`.
-        vcpus: usize,
-        /// Entries in `cpus`.
-        cpus: usize,
-    },
     /// `cpus` is empty.
     CpusEmpty,
-    /// An entry of `cpus` is not a physical CPU index.
+    /// An entry of `cpus`, or a schedule's `cpu`, is not a physical CPU index.
     CpuOutOfRange(i64),
     /// A physical CPU is listed twice in `cpus`.
     CpuDuplicate(usize),
     /// `bootargs` contains a NUL, which cannot go in a device tree string.
     BootargsNul,
+    /// `priority` is outside `0..=255`.
+    PriorityOutOfRange(i64),
+    /// A time is negative, infinite or NaN.
+    NotATime(Millis),
+    /// A time is finer than a microsecond.
+    NotWholeMicroseconds(Millis),
+    /// `slice_ms` is outside `0.1..=1000`.
+    SliceOutOfRange(Millis),
+    /// `on_stop` is neither `"stay"` nor `"restart"`.
+    InvalidOnStop(String),
+    /// `memory_base` is not a multiple of 2 MiB.
+    MemoryBaseNotAligned(u64),
+    /// A physical range (identity-mapped RAM, a device) does not end within
+    /// [`ADDRESS_LIMIT`].
+    BeyondAddressLimit {
+        /// Its start.
+        start: u64,
+        /// Its end, saturated at `u64::MAX`.
+        end: u64,
+    },
+    /// A guest-physical range (RAM, a device) overlaps a window the hypervisor emulates in every
+    /// guest ([`crate::RESERVED_GUEST_WINDOWS`]).
+    OverlapsReservedWindow {
+        /// The range at fault.
+        range: AddrRange,
+        /// The emulated window.
+        window: AddrRange,
+        /// What the hypervisor emulates there.
+        what: &'static str,
+    },
+    /// Two VMs' identity-mapped RAM overlap in host physical memory.
+    RamOverlapsRam {
+        /// This VM's RAM.
+        range: AddrRange,
+        /// The other VM.
+        other: VmRef,
+        /// Its RAM.
+        other_range: AddrRange,
+    },
+    /// A device name that is not 1 to 15 characters of `[a-z0-9_-]`.
+    InvalidDeviceName(String),
+    /// Two devices of one VM with the same name.
+    DuplicateDeviceName {
+        /// The name.
+        name: String,
+        /// Index of the device that has it first.
+        first: usize,
+    },
+    /// A device's `base` or `size` is not a multiple of 4 KiB.
+    NotPageAligned(u64),
+    /// A device's `size` is 0.
+    DeviceSizeZero,
+    /// Two devices' register windows overlap.
+    DeviceOverlapsDevice {
+        /// This device's window.
+        range: AddrRange,
+        /// The other device.
+        other: DeviceRef,
+        /// Its window.
+        other_range: AddrRange,
+    },
+    /// A device's window overlaps RAM: its own VM's guest-physical RAM (`owner: None`), or
+    /// another VM's identity-mapped RAM in host physical memory.
+    DeviceOverlapsRam {
+        /// The device's window.
+        range: AddrRange,
+        /// The other VM whose RAM it is, or `None` for the device's own VM.
+        owner: Option<VmRef>,
+        /// The RAM.
+        ram: AddrRange,
+    },
+    /// An entry of `spis` is not an SPI INTID (an IRQ Bulkhead does not know).
+    UnknownIrq(i64),
+    /// An SPI listed twice in one device's `spis`.
+    SpiDuplicate(u32),
+    /// An SPI listed by two devices (of any VMs): it can be routed to only one.
+    SpiShared {
+        /// The SPI's INTID.
+        spi: u32,
+        /// The device that lists it first.
+        other: DeviceRef,
+    },
+    /// Two `[[schedule]]` tables for the same CPU.
+    ScheduleCpuDuplicate {
+        /// The CPU.
+        cpu: usize,
+        /// Index of the schedule that has it first.
+        first: usize,
+    },
+    /// `major_frame_ms` is outside `1..=10000`.
+    MajorFrameOutOfRange(Millis),
+    /// A schedule has no windows.
+    WindowsEmpty,
+    /// A window's `vm` names no VM of the config.
+    UnknownVm(String),
+    /// A window's VM does not list the schedule's CPU in its `cpus`.
+    VmNotOnCpu {
+        /// The VM.
+        vm: VmRef,
+        /// The schedule's CPU.
+        cpu: usize,
+    },
+    /// A window's VM lists the schedule's CPU, but has too few vCPUs for one to be placed there.
+    NoVcpuOnCpu {
+        /// The VM.
+        vm: VmRef,
+        /// The schedule's CPU.
+        cpu: usize,
+        /// The VM's `vcpus`.
+        vcpus: usize,
+    },
+    /// A window's `length_ms` is 0.
+    WindowLengthZero,
+    /// A window does not end within the major frame.
+    WindowOutsideFrame {
+        /// Its start, microseconds.
+        start_us: u64,
+        /// Its end, microseconds.
+        end_us: u64,
+        /// The major frame, microseconds.
+        frame_us: u64,
+    },
+    /// Two windows of a schedule overlap.
+    WindowsOverlap {
+        /// This window's start and end, microseconds.
+        range_us: (u64, u64),
+        /// Index of the other window, as written.
+        other: usize,
+        /// Its start and end, microseconds.
+        other_range_us: (u64, u64),
+    },
     /// The image file could not be read.
     ReadImage {
         /// The path as the config wrote it.
@@ -200,6 +496,20 @@ impl ConfigError {
         }))
     }
 
+    /// An error about `field` of schedule `index`.
+    pub(crate) fn schedule(
+        file: &str,
+        index: usize,
+        field: ScheduleField,
+        kind: ErrorKind,
+    ) -> Self {
+        Self(Box::new(Inner {
+            file: file.to_owned(),
+            location: Location::Schedule { index, field },
+            kind,
+        }))
+    }
+
     /// An error about `field` of VM `index`; `name` once the VM's name is known to be valid.
     pub(crate) fn vm(
         file: &str,
@@ -231,11 +541,19 @@ impl ConfigError {
         &self.0.location
     }
 
-    /// The field at fault, if the error is about one.
+    /// The `[[vm]]` field at fault, if the error is about one.
     pub fn field(&self) -> Option<Field> {
         match self.0.location {
-            Location::File => None,
             Location::Vm { field, .. } => Some(field),
+            Location::File | Location::Schedule { .. } => None,
+        }
+    }
+
+    /// The `[[schedule]]` field at fault, if the error is about one.
+    pub fn schedule_field(&self) -> Option<ScheduleField> {
+        match self.0.location {
+            Location::Schedule { field, .. } => Some(field),
+            Location::File | Location::Vm { .. } => None,
         }
     }
 
@@ -316,10 +634,6 @@ impl fmt::Display for ConfigError {
             ErrorKind::VcpusOutOfRange(vcpus) => {
                 write!(f, "{vcpus} is not between 1 and {MAX_VCPUS}")
             }
-            ErrorKind::VcpusExceedCpus { vcpus, cpus } => write!(
-                f,
-                "{vcpus} vCPUs need at least {vcpus} physical CPUs in cpus, which lists {cpus}"
-            ),
             ErrorKind::CpusEmpty => write!(f, "is empty; list at least one physical CPU"),
             ErrorKind::CpuOutOfRange(cpu) => write!(
                 f,
@@ -333,6 +647,132 @@ impl fmt::Display for ConfigError {
                     "contains a NUL character, which cannot go in /chosen/bootargs"
                 )
             }
+            ErrorKind::PriorityOutOfRange(priority) => {
+                write!(f, "{priority} is not between 0 and 255")
+            }
+            ErrorKind::NotATime(ms) => write!(
+                f,
+                "{ms} ms is not a time (a number of milliseconds, 0 or more)"
+            ),
+            ErrorKind::NotWholeMicroseconds(ms) => {
+                write!(f, "{ms} ms is not a whole number of microseconds")
+            }
+            ErrorKind::SliceOutOfRange(ms) => write!(
+                f,
+                "{ms} ms is not between {} and {}",
+                Micros(MIN_SLICE_US.into()),
+                Micros(MAX_SLICE_US.into())
+            ),
+            ErrorKind::InvalidOnStop(value) => {
+                write!(f, "{value:?} is not \"stay\" or \"restart\"")
+            }
+            ErrorKind::MemoryBaseNotAligned(base) => write!(
+                f,
+                "{base:#x} is not a multiple of {} (guest RAM is mapped in 2 MiB blocks)",
+                Size(MEMORY_ALIGN)
+            ),
+            ErrorKind::BeyondAddressLimit { start, end } => write!(
+                f,
+                "[{start:#x}, {end:#x}) does not end within the {}-bit physical address space \
+                 Bulkhead maps (at most {ADDRESS_LIMIT:#x})",
+                ADDRESS_LIMIT.trailing_zeros()
+            ),
+            ErrorKind::OverlapsReservedWindow {
+                range,
+                window,
+                what,
+            } => write!(
+                f,
+                "{range} overlaps {window}, where every guest finds its emulated {what}"
+            ),
+            ErrorKind::RamOverlapsRam {
+                range,
+                other,
+                other_range,
+            } => write!(f, "RAM {range} overlaps {other}'s RAM {other_range}"),
+            ErrorKind::InvalidDeviceName(name) => write!(
+                f,
+                "{name:?} is not a device name (1 to {NAME_MAX_LEN} characters of a-z, 0-9, _ \
+                 and -)"
+            ),
+            ErrorKind::DuplicateDeviceName { name, first } => {
+                write!(f, "{name:?} is used by devices[{first}] too")
+            }
+            ErrorKind::NotPageAligned(value) => write!(
+                f,
+                "{value:#x} is not a multiple of {} (stage 2 maps whole pages)",
+                Size(PAGE_SIZE)
+            ),
+            ErrorKind::DeviceSizeZero => write!(f, "is 0; a device has at least one page"),
+            ErrorKind::DeviceOverlapsDevice {
+                range,
+                other,
+                other_range,
+            } => write!(f, "{range} overlaps {other} at {other_range}"),
+            ErrorKind::DeviceOverlapsRam {
+                range,
+                owner: None,
+                ram,
+            } => write!(f, "{range} overlaps this VM's RAM {ram}"),
+            ErrorKind::DeviceOverlapsRam {
+                range,
+                owner: Some(owner),
+                ram,
+            } => write!(f, "{range} overlaps {owner}'s identity-mapped RAM {ram}"),
+            ErrorKind::UnknownIrq(intid) => write!(
+                f,
+                "{intid} is an unknown IRQ: a passthrough interrupt must be an SPI, INTID \
+                 {MIN_SPI} to {MAX_SPI}"
+            ),
+            ErrorKind::SpiDuplicate(spi) => write!(f, "SPI {spi} is listed more than once"),
+            ErrorKind::SpiShared { spi, other } => {
+                write!(f, "SPI {spi} is already routed to {other}")
+            }
+            ErrorKind::ScheduleCpuDuplicate { cpu, first } => {
+                write!(f, "CPU {cpu} already has a schedule, schedule[{first}]")
+            }
+            ErrorKind::MajorFrameOutOfRange(ms) => write!(
+                f,
+                "{ms} ms is not between {} and {}",
+                Micros(MIN_MAJOR_FRAME_US.into()),
+                Micros(MAX_MAJOR_FRAME_US.into())
+            ),
+            ErrorKind::WindowsEmpty => {
+                write!(f, "is empty; a schedule needs at least one window")
+            }
+            ErrorKind::UnknownVm(name) => write!(f, "{name:?} is not a VM of this config"),
+            ErrorKind::VmNotOnCpu { vm, cpu } => {
+                write!(f, "{vm} does not list CPU {cpu} in its cpus")
+            }
+            ErrorKind::NoVcpuOnCpu { vm, cpu, vcpus } => write!(
+                f,
+                "{vm} lists CPU {cpu}, but none of its {vcpus} vCPUs runs there (vCPU n runs on \
+                 cpus[n % len(cpus)])"
+            ),
+            ErrorKind::WindowLengthZero => write!(f, "is 0; a window must have a length"),
+            ErrorKind::WindowOutsideFrame {
+                start_us,
+                end_us,
+                frame_us,
+            } => write!(
+                f,
+                "[{}, {}) does not fit in the major frame of {}",
+                Micros(*start_us),
+                Micros(*end_us),
+                Micros(*frame_us)
+            ),
+            ErrorKind::WindowsOverlap {
+                range_us,
+                other,
+                other_range_us,
+            } => write!(
+                f,
+                "[{}, {}) overlaps windows[{other}] [{}, {})",
+                Micros(range_us.0),
+                Micros(range_us.1),
+                Micros(other_range_us.0),
+                Micros(other_range_us.1)
+            ),
             ErrorKind::ReadImage { written, error, .. } => {
                 write!(f, "cannot read {written}: {}", io_message(error))
             }
@@ -382,6 +822,57 @@ mod tests {
             field: Field::Name,
         };
         assert_eq!(unnamed.to_string(), "vm[2].name");
+        let device = Location::Vm {
+            index: 1,
+            name: Some("b".into()),
+            field: Field::Device {
+                index: 0,
+                key: Some(DeviceKey::Spis),
+            },
+        };
+        assert_eq!(device.to_string(), r#"vm[1] ("b").devices[0].spis"#);
+        let whole_device = Field::Device {
+            index: 2,
+            key: None,
+        };
+        assert_eq!(whole_device.to_string(), "devices[2]");
+        assert_eq!(whole_device.key(), "devices");
+        let window = Location::Schedule {
+            index: 0,
+            field: ScheduleField::Window {
+                index: 1,
+                key: None,
+            },
+        };
+        assert_eq!(window.to_string(), "schedule[0].windows[1]");
+        let window_vm = Location::Schedule {
+            index: 3,
+            field: ScheduleField::Window {
+                index: 2,
+                key: Some(WindowKey::Vm),
+            },
+        };
+        assert_eq!(window_vm.to_string(), "schedule[3].windows[2].vm");
+        let cpu = Location::Schedule {
+            index: 0,
+            field: ScheduleField::Cpu,
+        };
+        assert_eq!(cpu.to_string(), "schedule[0].cpu");
+    }
+
+    #[test]
+    fn refs_display() {
+        let vm = VmRef {
+            index: 0,
+            name: "a".into(),
+        };
+        assert_eq!(vm.to_string(), r#"vm[0] ("a")"#);
+        let device = DeviceRef {
+            vm,
+            index: 1,
+            name: "rtc".into(),
+        };
+        assert_eq!(device.to_string(), r#"vm[0] ("a").devices[1] ("rtc")"#);
     }
 
     #[test]

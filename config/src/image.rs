@@ -13,11 +13,14 @@
 //!   the header's `text_offset` and entered at its first byte, as
 //!   `Documentation/arch/arm64/booting.rst` ("Call the kernel image") requires.
 //! - **Raw binary**: anything else, loaded at guest RAM base unless the config says otherwise.
+//!
+//! "Guest RAM base" is [`GUEST_RAM_BASE`](crate::GUEST_RAM_BASE) for most VMs and the config's
+//! `memory_base` for identity-mapped ones, so [`prepare`] takes it as a parameter.
 
 use std::fmt;
 
 use crate::size::Size;
-use crate::{GUEST_RAM_BASE, MAX_MEMORY_BYTES};
+use crate::MAX_MEMORY_BYTES;
 
 /// `e_machine` of an AArch64 ELF (ELF for the Arm 64-bit Architecture, "ELF Identification").
 const EM_AARCH64: u16 = 183;
@@ -241,6 +244,8 @@ pub enum ImageError {
         start: u64,
         /// One past the last (saturated at `u64::MAX`).
         end: u64,
+        /// First guest-physical address of guest RAM.
+        ram_start: u64,
         /// One past the end of guest RAM.
         ram_end: u64,
         /// Whether the placement came from the config's `load_address`.
@@ -310,10 +315,10 @@ impl fmt::Display for ImageError {
                 "{load_address:#x} is not a 2 MiB-aligned address plus the Image's text_offset \
                  {text_offset:#x} (Documentation/arch/arm64/booting.rst)"
             ),
-            Self::OutsideRam { start, end, ram_end, .. } => write!(
+            Self::OutsideRam { start, end, ram_start, ram_end, .. } => write!(
                 f,
                 "the image occupies [{start:#x}, {end:#x}), which is not inside guest RAM \
-                 [{GUEST_RAM_BASE:#x}, {ram_end:#x})"
+                 [{ram_start:#x}, {ram_end:#x})"
             ),
             Self::EntryOutsideImage { entry, start, end, .. } => write!(
                 f,
@@ -331,11 +336,13 @@ impl fmt::Display for ImageError {
 impl std::error::Error for ImageError {}
 
 /// Turns an image file into a placed [`Image`], applying the config's `load_address` and `entry`
-/// overrides and checking that it fits a VM with `memory_bytes` of RAM.
+/// overrides and checking that it fits a VM whose `memory_bytes` of RAM start at guest-physical
+/// `ram_base` (2 MiB aligned).
 pub fn prepare(
     file: Vec<u8>,
     load_address: Option<u64>,
     entry: Option<u64>,
+    ram_base: u64,
     memory_bytes: u64,
 ) -> Result<Image, ImageError> {
     if file.is_empty() {
@@ -365,24 +372,25 @@ pub fn prepare(
                     }
                     load
                 }
-                None => GUEST_RAM_BASE.saturating_add(header.text_offset),
+                None => ram_base.saturating_add(header.text_offset),
             };
             let footprint = header.image_size.max(len_u64(&file));
             (file, load, load, footprint)
         }
         ImageFormat::Raw => {
-            let load = load_address.unwrap_or(GUEST_RAM_BASE);
+            let load = load_address.unwrap_or(ram_base);
             let footprint = len_u64(&file);
             (file, load, load, footprint)
         }
     };
 
-    let ram_end = GUEST_RAM_BASE.saturating_add(memory_bytes);
+    let ram_end = ram_base.saturating_add(memory_bytes);
     let end = load.saturating_add(footprint);
-    if load < GUEST_RAM_BASE || end > ram_end {
+    if load < ram_base || end > ram_end {
         return Err(ImageError::OutsideRam {
             start: load,
             end,
+            ram_start: ram_base,
             ram_end,
             configured: load_address.is_some(),
         });
@@ -618,6 +626,7 @@ fn read_u64(bytes: &[u8], offset: usize) -> Option<u64> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::GUEST_RAM_BASE;
 
     const MIB: u64 = 1 << 20;
 
@@ -732,7 +741,7 @@ pub(crate) mod tests {
                 },
             ],
         );
-        let image = prepare(file, None, None, 16 * MIB).unwrap();
+        let image = prepare(file, None, None, GUEST_RAM_BASE, 16 * MIB).unwrap();
         assert_eq!(image.format, ImageFormat::Elf);
         assert_eq!(image.load_address, 0x4008_0000);
         assert_eq!(image.entry, 0x4008_0004);
@@ -771,7 +780,7 @@ pub(crate) mod tests {
                 },
             ],
         );
-        let image = prepare(file, None, None, 2 * MIB).unwrap();
+        let image = prepare(file, None, None, GUEST_RAM_BASE, 2 * MIB).unwrap();
         assert_eq!(image.bytes.len(), 0x204);
         assert_eq!(image.footprint, 0x400);
         assert_eq!(&image.bytes[0x200..], &[5, 6, 7, 8]);
@@ -785,10 +794,24 @@ pub(crate) mod tests {
             data: &code,
             memsz: 64,
         }];
-        let image = prepare(elf(0x4000_0000, &segs), None, Some(0x4000_0020), 2 * MIB).unwrap();
+        let image = prepare(
+            elf(0x4000_0000, &segs),
+            None,
+            Some(0x4000_0020),
+            GUEST_RAM_BASE,
+            2 * MIB,
+        )
+        .unwrap();
         assert_eq!(image.entry, 0x4000_0020);
 
-        let error = prepare(elf(0x4000_0000, &segs), Some(0x4000_0000), None, 2 * MIB).unwrap_err();
+        let error = prepare(
+            elf(0x4000_0000, &segs),
+            Some(0x4000_0000),
+            None,
+            GUEST_RAM_BASE,
+            2 * MIB,
+        )
+        .unwrap_err();
         assert_eq!(error, ImageError::ElfLoadAddress);
         assert_eq!(error.blame(), Blame::LoadAddress);
         assert!(error.to_string().contains("program headers"));
@@ -906,7 +929,7 @@ pub(crate) mod tests {
                 memsz: 8,
             }],
         );
-        let error = prepare(low, None, None, 2 * MIB).unwrap_err();
+        let error = prepare(low, None, None, GUEST_RAM_BASE, 2 * MIB).unwrap_err();
         assert!(matches!(
             error,
             ImageError::OutsideRam {
@@ -927,7 +950,7 @@ pub(crate) mod tests {
             }],
         );
         assert!(matches!(
-            prepare(big_bss, None, None, 2 * MIB),
+            prepare(big_bss, None, None, GUEST_RAM_BASE, 2 * MIB),
             Err(ImageError::OutsideRam { .. })
         ));
 
@@ -939,7 +962,7 @@ pub(crate) mod tests {
                 memsz: 8,
             }],
         );
-        let error = prepare(bad_entry, None, None, 2 * MIB).unwrap_err();
+        let error = prepare(bad_entry, None, None, GUEST_RAM_BASE, 2 * MIB).unwrap_err();
         assert!(matches!(
             error,
             ImageError::EntryOutsideImage {
@@ -952,13 +975,27 @@ pub(crate) mod tests {
 
     #[test]
     fn linux_image_default_placement() {
-        let image = prepare(linux_image(0, 0x20_0000, 0x1000), None, None, 16 * MIB).unwrap();
+        let image = prepare(
+            linux_image(0, 0x20_0000, 0x1000),
+            None,
+            None,
+            GUEST_RAM_BASE,
+            16 * MIB,
+        )
+        .unwrap();
         assert_eq!(image.format, ImageFormat::LinuxImage);
         assert_eq!(image.load_address, GUEST_RAM_BASE);
         assert_eq!(image.entry, GUEST_RAM_BASE);
         assert_eq!(image.footprint, 0x20_0000);
 
-        let image = prepare(linux_image(0x8_0000, 0x1000, 0x1000), None, None, 16 * MIB).unwrap();
+        let image = prepare(
+            linux_image(0x8_0000, 0x1000, 0x1000),
+            None,
+            None,
+            GUEST_RAM_BASE,
+            16 * MIB,
+        )
+        .unwrap();
         assert_eq!(image.load_address, GUEST_RAM_BASE + 0x8_0000);
         assert_eq!(image.entry, GUEST_RAM_BASE + 0x8_0000);
         // image_size smaller than the file: the file's length counts.
@@ -968,7 +1005,14 @@ pub(crate) mod tests {
     #[test]
     fn linux_image_legacy_text_offset() {
         // image_size 0: a pre-3.17 kernel whose text_offset field may be garbage.
-        let image = prepare(linux_image(0x1234, 0, 0x100), None, None, 16 * MIB).unwrap();
+        let image = prepare(
+            linux_image(0x1234, 0, 0x100),
+            None,
+            None,
+            GUEST_RAM_BASE,
+            16 * MIB,
+        )
+        .unwrap();
         assert_eq!(
             image.load_address,
             GUEST_RAM_BASE + LINUX_LEGACY_TEXT_OFFSET
@@ -978,11 +1022,11 @@ pub(crate) mod tests {
     #[test]
     fn linux_image_configured_load_address() {
         let file = || linux_image(0x8_0000, 0x1000, 0x100);
-        let image = prepare(file(), Some(0x4028_0000), None, 16 * MIB).unwrap();
+        let image = prepare(file(), Some(0x4028_0000), None, GUEST_RAM_BASE, 16 * MIB).unwrap();
         assert_eq!(image.load_address, 0x4028_0000);
         assert_eq!(image.entry, 0x4028_0000);
 
-        let error = prepare(file(), Some(0x4000_0000), None, 16 * MIB).unwrap_err();
+        let error = prepare(file(), Some(0x4000_0000), None, GUEST_RAM_BASE, 16 * MIB).unwrap_err();
         assert_eq!(
             error,
             ImageError::LinuxLoadAddress {
@@ -993,17 +1037,25 @@ pub(crate) mod tests {
         assert_eq!(error.blame(), Blame::LoadAddress);
         assert!(error.to_string().contains("text_offset 0x80000"));
         // Below text_offset altogether.
-        assert!(prepare(file(), Some(0x1000), None, 16 * MIB).is_err());
+        assert!(prepare(file(), Some(0x1000), None, GUEST_RAM_BASE, 16 * MIB).is_err());
     }
 
     #[test]
     fn linux_image_size_must_fit_ram() {
-        let error = prepare(linux_image(0, 3 * MIB, 0x100), None, None, 2 * MIB).unwrap_err();
+        let error = prepare(
+            linux_image(0, 3 * MIB, 0x100),
+            None,
+            None,
+            GUEST_RAM_BASE,
+            2 * MIB,
+        )
+        .unwrap_err();
         assert_eq!(
             error,
             ImageError::OutsideRam {
                 start: GUEST_RAM_BASE,
                 end: GUEST_RAM_BASE + 3 * MIB,
+                ram_start: GUEST_RAM_BASE,
                 ram_end: GUEST_RAM_BASE + 2 * MIB,
                 configured: false,
             }
@@ -1012,7 +1064,7 @@ pub(crate) mod tests {
 
     #[test]
     fn raw_defaults_and_overrides() {
-        let image = prepare(vec![0; 0x100], None, None, 2 * MIB).unwrap();
+        let image = prepare(vec![0; 0x100], None, None, GUEST_RAM_BASE, 2 * MIB).unwrap();
         assert_eq!(image.format, ImageFormat::Raw);
         assert_eq!(
             (image.load_address, image.entry, image.footprint),
@@ -1023,6 +1075,7 @@ pub(crate) mod tests {
             vec![0; 0x100],
             Some(0x4010_0000),
             Some(0x4010_0080),
+            GUEST_RAM_BASE,
             2 * MIB,
         )
         .unwrap();
@@ -1033,13 +1086,66 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn ram_base_moves_every_default_and_check() {
+        // An identity-mapped VM's RAM at 0x6000_0000.
+        let base = 0x6000_0000;
+        let image = prepare(vec![0; 0x100], None, None, base, 2 * MIB).unwrap();
+        assert_eq!((image.load_address, image.entry), (base, base));
+        let image = prepare(
+            linux_image(0x8_0000, 0x1000, 0x100),
+            None,
+            None,
+            base,
+            16 * MIB,
+        )
+        .unwrap();
+        assert_eq!(image.load_address, base + 0x8_0000);
+        let code = [0u8; 8];
+        let inside = [Seg {
+            paddr: base + 0x1000,
+            data: &code,
+            memsz: 8,
+        }];
+        let image = prepare(elf(base + 0x1000, &inside), None, None, base, 2 * MIB).unwrap();
+        assert_eq!(image.load_address, base + 0x1000);
+
+        // An ELF linked for GUEST_RAM_BASE does not fit there.
+        let low = [Seg {
+            paddr: GUEST_RAM_BASE,
+            data: &code,
+            memsz: 8,
+        }];
+        let error = prepare(elf(GUEST_RAM_BASE, &low), None, None, base, 2 * MIB).unwrap_err();
+        assert_eq!(
+            error,
+            ImageError::OutsideRam {
+                start: GUEST_RAM_BASE,
+                end: GUEST_RAM_BASE + 8,
+                ram_start: base,
+                ram_end: base + 2 * MIB,
+                configured: false,
+            }
+        );
+        assert!(error
+            .to_string()
+            .contains("not inside guest RAM [0x60000000, 0x60200000)"));
+    }
+
+    #[test]
     fn raw_placement_errors() {
         assert_eq!(
-            prepare(Vec::new(), None, None, 2 * MIB),
+            prepare(Vec::new(), None, None, GUEST_RAM_BASE, 2 * MIB),
             Err(ImageError::Empty)
         );
 
-        let error = prepare(vec![0; 0x100], Some(0x4020_0000), None, 2 * MIB).unwrap_err();
+        let error = prepare(
+            vec![0; 0x100],
+            Some(0x4020_0000),
+            None,
+            GUEST_RAM_BASE,
+            2 * MIB,
+        )
+        .unwrap_err();
         assert!(matches!(
             error,
             ImageError::OutsideRam {
@@ -1048,11 +1154,31 @@ pub(crate) mod tests {
             }
         ));
         assert_eq!(error.blame(), Blame::LoadAddress);
-        assert!(prepare(vec![0; 0x100], Some(0x3fff_f000), None, 2 * MIB).is_err());
-        assert!(prepare(vec![0; 0x100], Some(u64::MAX - 4), None, 2 * MIB).is_err());
+        assert!(prepare(
+            vec![0; 0x100],
+            Some(0x3fff_f000),
+            None,
+            GUEST_RAM_BASE,
+            2 * MIB
+        )
+        .is_err());
+        assert!(prepare(
+            vec![0; 0x100],
+            Some(u64::MAX - 4),
+            None,
+            GUEST_RAM_BASE,
+            2 * MIB
+        )
+        .is_err());
 
-        let error =
-            prepare(vec![0; 0x100], None, Some(GUEST_RAM_BASE + 0x100), 2 * MIB).unwrap_err();
+        let error = prepare(
+            vec![0; 0x100],
+            None,
+            Some(GUEST_RAM_BASE + 0x100),
+            GUEST_RAM_BASE,
+            2 * MIB,
+        )
+        .unwrap_err();
         assert!(matches!(
             error,
             ImageError::EntryOutsideImage {
@@ -1062,7 +1188,14 @@ pub(crate) mod tests {
         ));
         assert_eq!(error.blame(), Blame::Entry);
 
-        let error = prepare(vec![0; 0x100], None, Some(GUEST_RAM_BASE + 2), 2 * MIB).unwrap_err();
+        let error = prepare(
+            vec![0; 0x100],
+            None,
+            Some(GUEST_RAM_BASE + 2),
+            GUEST_RAM_BASE,
+            2 * MIB,
+        )
+        .unwrap_err();
         assert_eq!(
             error,
             ImageError::EntryMisaligned {

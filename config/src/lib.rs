@@ -3,9 +3,11 @@
 //!
 //! VMs are data (Bulkhead has no run-time config parser): `build.rs` calls [`load`] on the
 //! board's `vms.toml`, and [`Config::to_rust`] turns the validated result into a
-//! `static VMS: &[VmConfig]` that `src/vm/config.rs` describes. A config that reaches the
-//! hypervisor image is therefore already known to be good: names are unique, memory is a whole
-//! number of 2 MiB blocks, every image fits in its VM's RAM and its entry point is inside it.
+//! `static VMS: &[VmConfig]` (and `static SCHEDULES: &[CpuSchedule]`) that `src/vm/config.rs`
+//! describes. A config that reaches the hypervisor image is therefore already known to be good:
+//! names are unique, memory is a whole number of 2 MiB blocks, every image fits in its VM's RAM
+//! and its entry point is inside it, no two VMs share RAM, device registers or interrupts, and
+//! every schedule window belongs to a VM that runs on that CPU.
 //!
 //! # Format
 //!
@@ -14,33 +16,70 @@
 //! name = "hello"                       # 1-15 characters of [a-z0-9_-], unique
 //! image = "../../target/guests/hello"  # relative to the config file's directory
 //! memory = "16M"                       # bytes, or "512K"/"16M"/"1G"/"0x1000000"; 2M..=4G, 2M multiple
-//! vcpus = 1                            # optional (1); 1..=8, at most len(cpus)
+//! vcpus = 1                            # optional (1); 1..=8
 //! cpus = [0]                           # optional ([0]); physical CPU indices 0..=7, unique
 //! load_address = 0x40000000            # optional guest-physical load address
 //! entry = 0x40000000                   # optional guest-physical entry point
 //! bootargs = "console=ttyAMA0"         # optional ("")
+//! priority = 1                         # optional (1); 0..=255, higher runs first
+//! slice_ms = 10                        # optional (10); 0.1..=1000 ms, integer or float
+//! memory_base = 0x60000000             # optional: identity-map RAM here (2 MiB aligned)
+//! devices = [                          # optional ([]): host devices given to this VM alone
+//!     { name = "rtc", base = 0x09010000, size = 0x1000, spis = [34] },
+//! ]
+//! on_stop = "stay"                     # optional ("stay"); or "restart"
+//! psci_smc = false                     # optional (false): PSCI through SMC as well as HVC
+//!
+//! [[schedule]]                         # optional: a static cyclic schedule for one CPU
+//! cpu = 0                              # 0..=7, one schedule per CPU
+//! major_frame_ms = 20                  # 1..=10000 ms
+//! windows = [                          # in any order; no overlaps, inside the frame
+//!     { vm = "hello", offset_ms = 0, length_ms = 10 },
+//! ]
 //! ```
+//!
+//! # Placement
+//!
+//! vCPU n of a VM runs on physical CPU `cpus[n % len(cpus)]` ([`vcpu_cpu`]). A VM may have more
+//! vCPUs than CPUs: several of its vCPUs then time-share a CPU, under the same priority and
+//! slice rules as vCPUs of different VMs. CPUs beyond the first `vcpus` entries of `cpus` get no
+//! vCPU.
+//!
+//! A VM's RAM is allocated from free host RAM and seen by the guest at [`GUEST_RAM_BASE`], unless
+//! `memory_base` asks for identity mapping: the RAM is then the host's `[memory_base,
+//! memory_base + memory)` and the guest sees it at the same address, so a guest driving a
+//! DMA-capable passthrough device can hand it guest-physical addresses. Passthrough devices are
+//! always identity-mapped. See [`layout`] for what may not overlap what.
 //!
 //! Images are recognised by their contents (see [`image`]): an AArch64 ELF is flattened here, a
 //! Linux arm64 `Image` is placed at RAM base + `text_offset`, anything else is a raw binary loaded
-//! at RAM base.
+//! at RAM base (RAM base being `memory_base` for an identity-mapped VM).
 
 mod codegen;
 mod error;
 pub mod image;
+pub mod layout;
+mod schedule;
 mod schema;
 mod size;
+mod time;
 
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 pub use codegen::empty_rust;
-pub use error::{ConfigError, ErrorKind, Field, Location, SizeText};
+pub use error::{
+    ConfigError, DeviceKey, DeviceRef, ErrorKind, Field, Location, ScheduleField, SizeText, VmRef,
+    WindowKey,
+};
 pub use image::{Image, ImageFormat};
+pub use layout::AddrRange;
 pub use size::{parse_size, Size, SizeError};
+pub use time::{Micros, Millis, TimeError};
 
 use schema::{RawConfig, RawVm};
+use time::micros;
 
 /// Guest-physical address where every VM's RAM starts. Must equal `GUEST_RAM_BASE` in the
 /// hypervisor's `src/vm/config.rs`; the generated table asserts that at compile time.
@@ -61,16 +100,76 @@ pub const MAX_VCPUS: usize = 8;
 /// Physical CPUs Bulkhead supports; `cpus` entries are indices below this.
 pub const MAX_CPUS: usize = 8;
 
-/// The longest VM name: it prefixes every console and log line about the VM.
+/// The longest VM (or device) name: it prefixes every console and log line about the VM.
 pub const NAME_MAX_LEN: usize = 15;
 
-/// A validated config: at least one VM, each with its image read and placed.
+/// The default `priority`.
+pub const DEFAULT_PRIORITY: u8 = 1;
+
+/// The default `slice_ms`, in microseconds.
+pub const DEFAULT_SLICE_US: u32 = 10_000;
+
+/// The shortest `slice_ms` (0.1 ms), in microseconds: shorter slices would spend much of their
+/// time switching.
+pub const MIN_SLICE_US: u32 = 100;
+
+/// The longest `slice_ms` (1 s), in microseconds.
+pub const MAX_SLICE_US: u32 = 1_000_000;
+
+/// The shortest `major_frame_ms` (1 ms), in microseconds.
+pub const MIN_MAJOR_FRAME_US: u32 = 1_000;
+
+/// The longest `major_frame_ms` (10 s), in microseconds.
+pub const MAX_MAJOR_FRAME_US: u32 = 10_000_000;
+
+/// Passthrough device windows are mapped with 4 KiB stage-2 pages, so `base` and `size` are
+/// multiples of this.
+pub const PAGE_SIZE: u64 = 4 << 10;
+
+/// Identity-mapped RAM and passthrough devices must end at or below this address: Bulkhead's
+/// stage-2 tables take at most 48-bit input addresses (no FEAT_LPA2), see `src/mm/pagetable.rs`.
+pub const ADDRESS_LIMIT: u64 = 1 << 48;
+
+/// The lowest SPI INTID (Arm GIC Architecture Specification, IHI 0069, 2.2 "INTIDs").
+pub const MIN_SPI: u32 = 32;
+
+/// The highest SPI INTID; 1020-1023 are special INTIDs.
+pub const MAX_SPI: u32 = 1019;
+
+/// Guest-physical windows the hypervisor emulates in every VM, as `(start, end, what)` with `end`
+/// exclusive: no VM's RAM or passthrough device may overlap them. They are where QEMU virt puts
+/// these devices (`hw/arm/virt.c`, `base_memmap`), so guests find the same layout as there.
+pub const RESERVED_GUEST_WINDOWS: &[(u64, u64, &str)] = &[
+    // VIRT_GIC_DIST (64 KiB) and VIRT_GIC_CPU (64 KiB): the vGIC distributor and GICv2 CPU
+    // interface.
+    (
+        0x0800_0000,
+        0x0802_0000,
+        "GIC distributor and CPU interface",
+    ),
+    // VIRT_GIC_REDIST: room for 123 GICv3 redistributors of 128 KiB each, up to the UART.
+    (0x080A_0000, 0x0900_0000, "GIC redistributors"),
+    // VIRT_UART: the emulated PL011 (`GUEST_UART_BASE` in src/vm/mod.rs).
+    (0x0900_0000, 0x0900_1000, "PL011 UART"),
+];
+
+/// The physical CPU vCPU `vcpu` of a VM with `cpus` runs on: `cpus[vcpu % cpus.len()]`. vCPUs
+/// are dealt round-robin over the VM's CPUs, so with more vCPUs than CPUs several share one.
+/// `cpus` must not be empty (validation guarantees it).
+pub fn vcpu_cpu(cpus: &[usize], vcpu: usize) -> usize {
+    cpus[vcpu % cpus.len()]
+}
+
+/// A validated config: at least one VM, each with its image read and placed, and the CPUs'
+/// static schedules.
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The label errors and the generated source name the file by.
     pub file_label: String,
     /// The VMs, in file order.
     pub vms: Vec<Vm>,
+    /// The static cyclic schedules, sorted by CPU, at most one per CPU.
+    pub schedules: Vec<CpuSchedule>,
 }
 
 /// One validated VM.
@@ -82,15 +181,102 @@ pub struct Vm {
     pub image_path: PathBuf,
     /// The image, flattened and placed.
     pub image: Image,
-    /// Bytes of guest RAM at [`GUEST_RAM_BASE`]: a multiple of [`MEMORY_ALIGN`], at most
+    /// Bytes of guest RAM at [`Vm::ram_base`]: a multiple of [`MEMORY_ALIGN`], at most
     /// [`MAX_MEMORY_BYTES`].
     pub memory_bytes: u64,
-    /// Number of vCPUs, at most `cpus.len()`.
+    /// Number of vCPUs, 1 to [`MAX_VCPUS`]; vCPU n runs on [`vcpu_cpu`]`(&cpus, n)`.
     pub vcpus: usize,
     /// Distinct physical CPU indices the VM may run on.
     pub cpus: Vec<usize>,
     /// Kernel command line (no NUL characters).
     pub bootargs: String,
+    /// Scheduling priority: higher runs first.
+    pub priority: u8,
+    /// Time slice, [`MIN_SLICE_US`] to [`MAX_SLICE_US`] microseconds.
+    pub slice_us: u32,
+    /// Where its RAM is.
+    pub memory_placement: MemoryPlacement,
+    /// Host devices given to it alone.
+    pub devices: Vec<PassthroughDevice>,
+    /// What happens when it stops.
+    pub on_stop: OnStop,
+    /// Whether it may call PSCI through SMC too.
+    pub psci_smc: bool,
+}
+
+impl Vm {
+    /// Guest-physical address of its RAM: [`GUEST_RAM_BASE`], or `memory_base` when identity
+    /// mapped.
+    pub fn ram_base(&self) -> u64 {
+        layout::ram_range(self.memory_placement, self.memory_bytes).start
+    }
+}
+
+/// Where a VM's RAM comes from (the hypervisor's `MemoryPlacement`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryPlacement {
+    /// Any free host RAM; the guest sees it at [`GUEST_RAM_BASE`].
+    Allocated,
+    /// Host physical = guest-physical: the VM's RAM is at `base` in both.
+    Identity {
+        /// The base, 2 MiB aligned.
+        base: u64,
+    },
+}
+
+/// A host device given to one VM (the hypervisor's `PassthroughDevice`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PassthroughDevice {
+    /// Name, unique within the VM, 1 to [`NAME_MAX_LEN`] characters of `[a-z0-9_-]`.
+    pub name: String,
+    /// Physical (= guest-physical) base of its registers, page aligned.
+    pub base: u64,
+    /// Size of its register window, a non-zero multiple of [`PAGE_SIZE`].
+    pub size: u64,
+    /// Its SPIs ([`MIN_SPI`] to [`MAX_SPI`]), listed by no other device.
+    pub spis: Vec<u32>,
+}
+
+/// What happens to a VM that stops (the hypervisor's `OnStop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnStop {
+    /// It stays stopped.
+    Stay,
+    /// It is restarted.
+    Restart,
+}
+
+impl OnStop {
+    /// The variant's name in the hypervisor's `OnStop`.
+    fn variant_name(self) -> &'static str {
+        match self {
+            Self::Stay => "Stay",
+            Self::Restart => "Restart",
+        }
+    }
+}
+
+/// The static cyclic schedule of one physical CPU (the hypervisor's `CpuSchedule`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuSchedule {
+    /// The physical CPU index.
+    pub cpu: usize,
+    /// Length of the major frame, [`MIN_MAJOR_FRAME_US`] to [`MAX_MAJOR_FRAME_US`]
+    /// microseconds.
+    pub major_frame_us: u32,
+    /// Its windows, at least one, sorted by offset, not overlapping, inside the frame.
+    pub windows: Vec<ScheduleWindow>,
+}
+
+/// One window of a [`CpuSchedule`] (the hypervisor's `ScheduleWindow`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduleWindow {
+    /// Index of the owning VM in [`Config::vms`], which has a vCPU on the schedule's CPU.
+    pub vm: usize,
+    /// Start within the major frame, microseconds.
+    pub offset_us: u32,
+    /// Length, more than 0 microseconds.
+    pub length_us: u32,
 }
 
 /// Reads the config at `path` and every image it names, and validates them. Errors are labelled
@@ -106,8 +292,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Parses and validates config `text`, reading images relative to `config_dir`. `file_label`
 /// names the file in error messages.
 ///
-/// Every VM's fields are checked before any image is read, so a typo is reported even while the
-/// guests have not been built yet.
+/// Every VM's fields, the rules between VMs and the schedules are checked before any image is
+/// read, so a typo is reported even while the guests have not been built yet.
 pub fn parse(text: &str, config_dir: &Path, file_label: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text)
         .map_err(|error| ConfigError::file(file_label, ErrorKind::Toml(error)))?;
@@ -132,6 +318,8 @@ pub fn parse(text: &str, config_dir: &Path, file_label: &str) -> Result<Config, 
         }
         fields.push(checked);
     }
+    layout::check_between_vms(&fields, file_label)?;
+    let schedules = schedule::check(&raw.schedule, &fields, file_label)?;
 
     let vms = raw
         .vm
@@ -143,15 +331,28 @@ pub fn parse(text: &str, config_dir: &Path, file_label: &str) -> Result<Config, 
     Ok(Config {
         file_label: file_label.to_owned(),
         vms,
+        schedules,
     })
 }
 
 /// A VM's fields other than its image, validated.
-struct Fields {
-    name: String,
-    memory_bytes: u64,
-    vcpus: usize,
-    cpus: Vec<usize>,
+pub(crate) struct Fields {
+    pub(crate) name: String,
+    pub(crate) memory_bytes: u64,
+    pub(crate) vcpus: usize,
+    pub(crate) cpus: Vec<usize>,
+    pub(crate) priority: u8,
+    pub(crate) slice_us: u32,
+    pub(crate) memory_placement: MemoryPlacement,
+    pub(crate) devices: Vec<PassthroughDevice>,
+    pub(crate) on_stop: OnStop,
+}
+
+impl Fields {
+    /// The guest-physical range of the VM's RAM.
+    pub(crate) fn ram_range(&self) -> AddrRange {
+        layout::ram_range(self.memory_placement, self.memory_bytes)
+    }
 }
 
 /// Validates everything about a VM that does not need its image.
@@ -170,32 +371,55 @@ fn check_fields(vm: &RawVm, index: usize, file: &str) -> Result<Fields, ConfigEr
 
     let memory_bytes = memory_bytes(&vm.memory).map_err(|kind| error(Field::Memory, kind))?;
     let cpus = cpus(&vm.cpus).map_err(|kind| error(Field::Cpus, kind))?;
+    // More vCPUs than CPUs is fine: they are dealt round-robin over `cpus` (see `vcpu_cpu`).
     let vcpus = match usize::try_from(vm.vcpus) {
         Ok(vcpus) if (1..=MAX_VCPUS).contains(&vcpus) => vcpus,
         _ => return Err(error(Field::Vcpus, ErrorKind::VcpusOutOfRange(vm.vcpus))),
     };
-    if vcpus > cpus.len() {
-        return Err(error(
-            Field::Vcpus,
-            ErrorKind::VcpusExceedCpus {
-                vcpus,
-                cpus: cpus.len(),
-            },
-        ));
-    }
     if vm.bootargs.contains('\0') {
         return Err(error(Field::Bootargs, ErrorKind::BootargsNul));
     }
+    let priority = u8::try_from(vm.priority)
+        .map_err(|_| error(Field::Priority, ErrorKind::PriorityOutOfRange(vm.priority)))?;
+    let slice_us = match vm.slice_ms {
+        None => DEFAULT_SLICE_US,
+        Some(ms) => {
+            let us = micros(ms).map_err(|kind| error(Field::SliceMs, kind))?;
+            match u32::try_from(us) {
+                Ok(us) if (MIN_SLICE_US..=MAX_SLICE_US).contains(&us) => us,
+                _ => return Err(error(Field::SliceMs, ErrorKind::SliceOutOfRange(ms))),
+            }
+        }
+    };
+    let memory_placement = layout::memory_placement(vm.memory_base, memory_bytes)
+        .map_err(|kind| error(Field::MemoryBase, kind))?;
+    let ram = layout::ram_range(memory_placement, memory_bytes);
+    let devices = layout::devices(&vm.devices, ram).map_err(|(field, kind)| error(field, kind))?;
+    let on_stop = match vm.on_stop.as_deref() {
+        None | Some("stay") => OnStop::Stay,
+        Some("restart") => OnStop::Restart,
+        Some(other) => {
+            return Err(error(
+                Field::OnStop,
+                ErrorKind::InvalidOnStop(other.to_owned()),
+            ))
+        }
+    };
     Ok(Fields {
         name: vm.name.clone(),
         memory_bytes,
         vcpus,
         cpus,
+        priority,
+        slice_us,
+        memory_placement,
+        devices,
+        on_stop,
     })
 }
 
-/// Whether `name` is 1 to [`NAME_MAX_LEN`] characters of `[a-z0-9_-]`.
-fn is_valid_name(name: &str) -> bool {
+/// Whether `name` is 1 to [`NAME_MAX_LEN`] characters of `[a-z0-9_-]` (VM and device names).
+pub(crate) fn is_valid_name(name: &str) -> bool {
     (1..=NAME_MAX_LEN).contains(&name.len())
         && name
             .bytes()
@@ -262,16 +486,22 @@ fn place_image(
         };
         ConfigError::vm(file, index, Some(name), Field::Image, kind)
     })?;
-    let image = image::prepare(bytes, raw.load_address, raw.entry, fields.memory_bytes).map_err(
-        |error| {
-            let field = Field::from(error.blame());
-            let kind = ErrorKind::Image {
-                written: raw.image.clone(),
-                error,
-            };
-            ConfigError::vm(file, index, Some(name), field, kind)
-        },
-    )?;
+    let ram_base = fields.ram_range().start;
+    let image = image::prepare(
+        bytes,
+        raw.load_address,
+        raw.entry,
+        ram_base,
+        fields.memory_bytes,
+    )
+    .map_err(|error| {
+        let field = Field::from(error.blame());
+        let kind = ErrorKind::Image {
+            written: raw.image.clone(),
+            error,
+        };
+        ConfigError::vm(file, index, Some(name), field, kind)
+    })?;
     Ok(Vm {
         name: fields.name,
         image_path,
@@ -280,6 +510,12 @@ fn place_image(
         vcpus: fields.vcpus,
         cpus: fields.cpus,
         bootargs: raw.bootargs,
+        priority: fields.priority,
+        slice_us: fields.slice_us,
+        memory_placement: fields.memory_placement,
+        devices: fields.devices,
+        on_stop: fields.on_stop,
+        psci_smc: raw.psci_smc,
     })
 }
 

@@ -9,6 +9,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use crate::error::SizeText;
+use crate::time::Millis;
 
 /// A whole config file.
 #[derive(Debug, Deserialize)]
@@ -17,6 +18,9 @@ pub(crate) struct RawConfig {
     /// The `[[vm]]` tables, in file order.
     #[serde(default)]
     pub vm: Vec<RawVm>,
+    /// The `[[schedule]]` tables, in file order.
+    #[serde(default)]
+    pub schedule: Vec<RawSchedule>,
 }
 
 /// One `[[vm]]` table.
@@ -36,6 +40,48 @@ pub(crate) struct RawVm {
     pub entry: Option<u64>,
     #[serde(default)]
     pub bootargs: String,
+    /// Signed for the same reason as `vcpus`.
+    #[serde(default = "default_priority")]
+    pub priority: i64,
+    pub slice_ms: Option<Millis>,
+    pub memory_base: Option<u64>,
+    #[serde(default)]
+    pub devices: Vec<RawDevice>,
+    /// A string rather than an enum, so a bad value is reported with the VM's name.
+    pub on_stop: Option<String>,
+    #[serde(default)]
+    pub psci_smc: bool,
+}
+
+/// One entry of a VM's `devices` array.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDevice {
+    pub name: String,
+    pub base: u64,
+    pub size: u64,
+    /// Signed so that a negative INTID gets the same message as any other unknown one.
+    #[serde(default)]
+    pub spis: Vec<i64>,
+}
+
+/// One `[[schedule]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSchedule {
+    /// Signed for the same reason as `RawVm::cpus`.
+    pub cpu: i64,
+    pub major_frame_ms: Millis,
+    pub windows: Vec<RawWindow>,
+}
+
+/// One entry of a schedule's `windows` array.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWindow {
+    pub vm: String,
+    pub offset_ms: Millis,
+    pub length_ms: Millis,
 }
 
 fn default_vcpus() -> i64 {
@@ -44,6 +90,10 @@ fn default_vcpus() -> i64 {
 
 fn default_cpus() -> Vec<i64> {
     vec![0]
+}
+
+fn default_priority() -> i64 {
+    crate::DEFAULT_PRIORITY.into()
 }
 
 /// A size is either a TOML integer or a string; the string is parsed later so a bad one is
@@ -75,5 +125,37 @@ impl<'de> Deserialize<'de> for SizeText {
         }
 
         deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+/// A time is a TOML integer or float of milliseconds; it is converted and range-checked later,
+/// where the message can name the field.
+impl<'de> Deserialize<'de> for Millis {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MillisVisitor;
+
+        impl Visitor<'_> for MillisVisitor {
+            type Value = Millis;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a time: a number of milliseconds, such as 10 or 0.5")
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Millis, E> {
+                Ok(Millis::Integer(value))
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Millis, E> {
+                i64::try_from(value)
+                    .map(Millis::Integer)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(value), &self))
+            }
+
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Millis, E> {
+                Ok(Millis::Float(value))
+            }
+        }
+
+        deserializer.deserialize_any(MillisVisitor)
     }
 }

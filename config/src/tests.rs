@@ -97,6 +97,14 @@ fn minimal_raw_vm_gets_defaults() {
     assert_eq!(vm.image.load_address, GUEST_RAM_BASE);
     assert_eq!(vm.image.entry, GUEST_RAM_BASE);
     assert_eq!(vm.image.bytes, [0x1f; 256]);
+    assert_eq!(vm.priority, 1);
+    assert_eq!(vm.slice_us, 10_000);
+    assert_eq!(vm.memory_placement, MemoryPlacement::Allocated);
+    assert_eq!(vm.ram_base(), GUEST_RAM_BASE);
+    assert_eq!(vm.devices, []);
+    assert_eq!(vm.on_stop, OnStop::Stay);
+    assert!(!vm.psci_smc);
+    assert_eq!(config.schedules, []);
 }
 
 #[test]
@@ -109,6 +117,14 @@ fn every_field() {
             load_address = 0x40200000
             entry = 0x40200010
             bootargs = "console=ttyAMA0 \"quoted\""
+            priority = 200
+            slice_ms = 0.5
+            devices = [
+                { name = "rtc", base = 0x09010000, size = 0x1000, spis = [34] },
+                { name = "flash-1", base = 0x04000000, size = 0x4000000 },
+            ]
+            on_stop = "restart"
+            psci_smc = true
         "#))
         .unwrap();
     let vm = &config.vms[0];
@@ -118,6 +134,27 @@ fn every_field() {
         (0x4020_0000, 0x4020_0010)
     );
     assert_eq!(vm.bootargs, "console=ttyAMA0 \"quoted\"");
+    assert_eq!((vm.priority, vm.slice_us), (200, 500));
+    assert_eq!(
+        vm.devices,
+        [
+            PassthroughDevice {
+                name: "rtc".into(),
+                base: 0x0901_0000,
+                size: 0x1000,
+                spis: vec![34],
+            },
+            PassthroughDevice {
+                name: "flash-1".into(),
+                base: 0x0400_0000,
+                size: 0x400_0000,
+                spis: vec![],
+            },
+        ]
+    );
+    assert_eq!(vm.on_stop, OnStop::Restart);
+    assert!(vm.psci_smc);
+    assert_eq!(vm.memory_placement, MemoryPlacement::Allocated);
 }
 
 #[test]
@@ -243,11 +280,7 @@ fn vcpu_and_cpu_errors() {
             "9 is not between 1 and 8",
         ),
         ("vcpus = -1", "vcpus", "-1 is not between 1 and 8"),
-        (
-            "vcpus = 2",
-            "vcpus",
-            "2 vCPUs need at least 2 physical CPUs in cpus, which lists 1",
-        ),
+        ("vcpus = 9", "vcpus", "9 is not between 1 and 8"),
         ("cpus = []", "cpus", "is empty"),
         (
             "cpus = [8]",
@@ -266,6 +299,21 @@ fn vcpu_and_cpu_errors() {
     assert_eq!(config.vms[0].vcpus, 8);
     // Fewer vCPUs than CPUs listed is fine.
     assert!(scratch.parse(&vm("vcpus = 1\ncpus = [2, 3]")).is_ok());
+}
+
+#[test]
+fn more_vcpus_than_cpus_time_share() {
+    let scratch = with_raw();
+    let config = scratch.parse(&vm("vcpus = 2")).unwrap();
+    assert_eq!(
+        (config.vms[0].vcpus, config.vms[0].cpus.as_slice()),
+        (2, &[0][..])
+    );
+    let config = scratch.parse(&vm("vcpus = 8\ncpus = [3, 1, 2]")).unwrap();
+    assert_eq!(config.vms[0].vcpus, 8);
+    // vCPU n runs on cpus[n % len(cpus)].
+    let placed: Vec<usize> = (0..8).map(|n| vcpu_cpu(&config.vms[0].cpus, n)).collect();
+    assert_eq!(placed, [3, 1, 2, 3, 1, 2, 3, 1]);
 }
 
 #[test]
@@ -648,5 +696,869 @@ fn generated_source() {
 fn empty_table() {
     let source = empty_rust("platform/qemu-virt/vms.toml");
     assert!(source.contains("pub static VMS: &[VmConfig] = &[];"));
+    assert!(source.contains("\npub static SCHEDULES: &[CpuSchedule] = &[];\n"));
     assert!(source.contains("from platform/qemu-virt/vms.toml"));
+}
+
+/// Asserts `message` is about `path` (e.g. `schedule[0].windows[1]`, or a VM field written out
+/// in full, `vm[1] ("b").devices[0].spis`) and contains `detail`.
+fn assert_at(message: &str, path: &str, detail: &str) {
+    let location = format!("vms.toml: {path}: ");
+    assert!(
+        message.starts_with(&location),
+        "{message:?} does not start with {location:?}"
+    );
+    assert!(
+        message.contains(detail),
+        "{message:?} does not contain {detail:?}"
+    );
+}
+
+/// A `[[vm]]` table named `name` booting `raw.bin` with 16M, plus `extra` lines.
+fn named(name: &str, extra: &str) -> String {
+    format!("[[vm]]\nname = \"{name}\"\nimage = \"raw.bin\"\nmemory = \"16M\"\n{extra}\n")
+}
+
+#[test]
+fn priority_values_and_errors() {
+    let scratch = with_raw();
+    for priority in [0, 1, 255] {
+        let config = scratch
+            .parse(&vm(&format!("priority = {priority}")))
+            .unwrap();
+        assert_eq!(i64::from(config.vms[0].priority), priority);
+    }
+    for (priority, detail) in [
+        ("256", "256 is not between 0 and 255"),
+        ("-1", "-1 is not between 0 and 255"),
+    ] {
+        let message = scratch.error(&vm(&format!("priority = {priority}")));
+        assert_names(&message, 0, "hello", "priority", detail);
+    }
+    let wrong_type = scratch.error(&vm("priority = \"high\""));
+    assert!(wrong_type.contains("priority"), "{wrong_type}");
+}
+
+#[test]
+fn slice_forms_and_errors() {
+    let scratch = with_raw();
+    for (slice, us) in [
+        ("10", 10_000),
+        ("0.1", 100),
+        ("2.5", 2_500),
+        ("1000", 1_000_000),
+        ("1000.0", 1_000_000),
+        ("1", 1_000),
+    ] {
+        let config = scratch.parse(&vm(&format!("slice_ms = {slice}"))).unwrap();
+        assert_eq!(config.vms[0].slice_us, us, "{slice}");
+    }
+    for (slice, detail) in [
+        ("0", "0 ms is not between 0.1 ms and 1000 ms"),
+        ("0.05", "0.05 ms is not between 0.1 ms and 1000 ms"),
+        ("1001", "1001 ms is not between"),
+        ("1000.5", "1000.5 ms is not between"),
+        ("9223372036854775807", "is not between"),
+        ("-1", "-1 ms is not a time"),
+        ("-0.5", "-0.5 ms is not a time"),
+        ("nan", "NaN ms is not a time"),
+        ("inf", "inf ms is not a time"),
+        ("0.1234", "0.1234 ms is not a whole number of microseconds"),
+    ] {
+        let message = scratch.error(&vm(&format!("slice_ms = {slice}")));
+        assert_names(&message, 0, "hello", "slice_ms", detail);
+    }
+    let wrong_type = scratch.error(&vm("slice_ms = \"10ms\""));
+    assert!(
+        wrong_type.contains("a time: a number of milliseconds"),
+        "{wrong_type}"
+    );
+}
+
+#[test]
+fn on_stop_and_psci_smc() {
+    let scratch = with_raw();
+    let on_stop = |value: &str| {
+        scratch
+            .parse(&vm(&format!("on_stop = {value:?}")))
+            .unwrap()
+            .vms[0]
+            .on_stop
+    };
+    assert_eq!(on_stop("stay"), OnStop::Stay);
+    assert_eq!(on_stop("restart"), OnStop::Restart);
+    for bad in ["reboot", "Restart", ""] {
+        let message = scratch.error(&vm(&format!("on_stop = {bad:?}")));
+        assert_names(
+            &message,
+            0,
+            "hello",
+            "on_stop",
+            &format!("{bad:?} is not \"stay\" or \"restart\""),
+        );
+    }
+    assert!(!scratch.parse(&vm("psci_smc = false")).unwrap().vms[0].psci_smc);
+    let wrong_type = scratch.error(&vm("psci_smc = \"yes\""));
+    assert!(wrong_type.contains("psci_smc"), "{wrong_type}");
+}
+
+#[test]
+fn identity_placement_moves_ram() {
+    let scratch = with_raw();
+    let config = scratch
+        .parse(&vm("memory_base = 0x60000000\nentry = 0x60000010"))
+        .unwrap();
+    let vm0 = &config.vms[0];
+    assert_eq!(
+        vm0.memory_placement,
+        MemoryPlacement::Identity { base: 0x6000_0000 }
+    );
+    assert_eq!(vm0.ram_base(), 0x6000_0000);
+    // A raw image goes to memory_base by default.
+    assert_eq!(
+        (vm0.image.load_address, vm0.image.entry),
+        (0x6000_0000, 0x6000_0010)
+    );
+    // Low identity RAM is fine as long as it misses the emulated windows.
+    let config = scratch.parse(&vm("memory_base = 0x200000")).unwrap();
+    assert_eq!(config.vms[0].image.load_address, 0x20_0000);
+    let config = scratch.parse(&vm("memory_base = 0x9200000")).unwrap();
+    assert_eq!(config.vms[0].ram_base(), 0x920_0000);
+
+    // GUEST_RAM_BASE is not this VM's RAM any more.
+    assert_names(
+        &scratch.error(&vm("memory_base = 0x60000000\nload_address = 0x40000000")),
+        0,
+        "hello",
+        "load_address",
+        "[0x40000000, 0x40000100), which is not inside guest RAM [0x60000000, 0x61000000)",
+    );
+    assert_names(
+        &scratch.error(&vm("memory_base = 0x60000000\nload_address = 0x60ffff80")),
+        0,
+        "hello",
+        "load_address",
+        "not inside guest RAM [0x60000000, 0x61000000)",
+    );
+    assert_names(
+        &scratch.error(&vm("memory_base = 0x60000000\nentry = 0x40000000")),
+        0,
+        "hello",
+        "entry",
+        "entry point 0x40000000 is not inside the image's bytes [0x60000000, 0x60000100)",
+    );
+}
+
+#[test]
+fn identity_placement_of_elf_and_linux_images() {
+    let scratch = Scratch::new();
+    let code = [0x33u8; 16];
+    scratch.file(
+        "high.elf",
+        &elf(
+            0x6008_0000,
+            &[Seg {
+                paddr: 0x6008_0000,
+                data: &code,
+                memsz: 0x1000,
+            }],
+        ),
+    );
+    scratch.file(
+        "low.elf",
+        &elf(
+            0x4000_0000,
+            &[Seg {
+                paddr: 0x4000_0000,
+                data: &code,
+                memsz: 16,
+            }],
+        ),
+    );
+    scratch.file("Image", &linux_image(0x8_0000, 0x40_0000, 0x100));
+    let table = |image: &str, memory: &str| {
+        format!(
+            "[[vm]]\nname = \"id\"\nimage = {image:?}\nmemory = \"{memory}\"\nmemory_base = 0x60000000\n"
+        )
+    };
+
+    let config = scratch.parse(&table("high.elf", "16M")).unwrap();
+    assert_eq!(config.vms[0].image.load_address, 0x6008_0000);
+    // The ELF's segments must lie in [memory_base, memory_base + memory).
+    assert_names(
+        &scratch.error(&table("low.elf", "16M")),
+        0,
+        "id",
+        "image",
+        "[0x40000000, 0x40000010), which is not inside guest RAM [0x60000000, 0x61000000)",
+    );
+    assert_names(
+        &scratch.error(&table("high.elf", "16M").replace("0x60000000", "0x60200000")),
+        0,
+        "id",
+        "image",
+        "[0x60080000, 0x60081000), which is not inside guest RAM [0x60200000, 0x61200000)",
+    );
+
+    // A Linux Image goes to memory_base + text_offset.
+    let config = scratch.parse(&table("Image", "16M")).unwrap();
+    let image = &config.vms[0].image;
+    assert_eq!(
+        (image.load_address, image.entry),
+        (0x6008_0000, 0x6008_0000)
+    );
+    let config = scratch
+        .parse(&format!(
+            "{}load_address = 0x60280000\n",
+            table("Image", "16M")
+        ))
+        .unwrap();
+    assert_eq!(config.vms[0].image.load_address, 0x6028_0000);
+    assert_names(
+        &scratch.error(&format!(
+            "{}load_address = 0x40080000\n",
+            table("Image", "16M")
+        )),
+        0,
+        "id",
+        "load_address",
+        "not inside guest RAM [0x60000000, 0x61000000)",
+    );
+}
+
+#[test]
+fn memory_base_errors() {
+    let scratch = with_raw();
+    for (base, detail) in [
+        (
+            "0x60100000",
+            "0x60100000 is not a multiple of 2M (guest RAM is mapped in 2 MiB blocks)",
+        ),
+        ("0x1000", "0x1000 is not a multiple of 2M"),
+        (
+            "0x08000000",
+            "[0x8000000, 0x9000000) overlaps [0x8000000, 0x8020000), where every guest finds its \
+             emulated GIC distributor and CPU interface",
+        ),
+        (
+            "0x7e00000",
+            "[0x7e00000, 0x8e00000) overlaps [0x8000000, 0x8020000)",
+        ),
+        (
+            "0x8200000",
+            "overlaps [0x80a0000, 0x9000000), where every guest finds its emulated GIC \
+             redistributors",
+        ),
+        (
+            "0x7fffffffffe00000",
+            "[0x7fffffffffe00000, 0x8000000000e00000) does not end within the 48-bit physical \
+             address space Bulkhead maps (at most 0x1000000000000)",
+        ),
+        (
+            "0xffffffe00000",
+            "[0xffffffe00000, 0x1000000e00000) does not end within the 48-bit",
+        ),
+    ] {
+        let message = scratch.error(&vm(&format!("memory_base = {base}")));
+        assert_names(&message, 0, "hello", "memory_base", detail);
+    }
+    // Ending exactly at the limit is fine.
+    let config = scratch.parse(&vm("memory_base = 0xffffff000000")).unwrap();
+    assert_eq!(config.vms[0].ram_base(), 0xffff_ff00_0000);
+}
+
+#[test]
+fn identity_ranges_must_not_overlap() {
+    let scratch = with_raw();
+    let text = [
+        named("a", "memory_base = 0x60000000"),
+        named("b", ""),
+        named("c", "memory_base = 0x60e00000"),
+    ]
+    .concat();
+    assert_eq!(
+        scratch.error(&text),
+        r#"vms.toml: vm[2] ("c").memory_base: RAM [0x60e00000, 0x61e00000) overlaps vm[0] ("a")'s RAM [0x60000000, 0x61000000)"#
+    );
+    // Side by side is fine, and allocated VMs never clash (their RAM is found at run time).
+    let text = [
+        named("a", "memory_base = 0x60000000"),
+        named("b", ""),
+        named("c", "memory_base = 0x61000000"),
+        named("d", ""),
+    ]
+    .concat();
+    let config = scratch.parse(&text).unwrap();
+    assert_eq!(config.vms[3].ram_base(), GUEST_RAM_BASE);
+    assert_eq!(config.vms[1].ram_base(), GUEST_RAM_BASE);
+}
+
+#[test]
+fn device_errors_name_the_device_field() {
+    let scratch = with_raw();
+    let device = |fields: &str| {
+        scratch.error(
+            &[
+                named("a", ""),
+                named("b", &format!("devices = [{{ {fields} }}]")),
+            ]
+            .concat(),
+        )
+    };
+    let cases = [
+        (
+            r#"name = "RTC", base = 0x9010000, size = 0x1000"#,
+            "devices[0].name",
+            r#""RTC" is not a device name (1 to 15 characters of a-z, 0-9, _ and -)"#,
+        ),
+        (
+            r#"name = "", base = 0x9010000, size = 0x1000"#,
+            "devices[0].name",
+            "is not a device name",
+        ),
+        (
+            r#"name = "rtc", base = 0x9010800, size = 0x1000"#,
+            "devices[0].base",
+            "0x9010800 is not a multiple of 4K (stage 2 maps whole pages)",
+        ),
+        (
+            r#"name = "rtc", base = 0x9010000, size = 0"#,
+            "devices[0].size",
+            "is 0; a device has at least one page",
+        ),
+        (
+            r#"name = "rtc", base = 0x9010000, size = 0x800"#,
+            "devices[0].size",
+            "0x800 is not a multiple of 4K",
+        ),
+        (
+            r#"name = "uart", base = 0x9000000, size = 0x1000"#,
+            "devices[0]",
+            "[0x9000000, 0x9001000) overlaps [0x9000000, 0x9001000), where every guest finds its \
+             emulated PL011 UART",
+        ),
+        (
+            r#"name = "gic", base = 0x8010000, size = 0x1000"#,
+            "devices[0]",
+            "emulated GIC distributor and CPU interface",
+        ),
+        (
+            r#"name = "gicr", base = 0x8fff000, size = 0x2000"#,
+            "devices[0]",
+            "emulated GIC redistributors",
+        ),
+        (
+            r#"name = "ram", base = 0x40fff000, size = 0x2000"#,
+            "devices[0]",
+            "[0x40fff000, 0x41001000) overlaps this VM's RAM [0x40000000, 0x41000000)",
+        ),
+        (
+            r#"name = "far", base = 0xfffffffff000, size = 0x2000"#,
+            "devices[0]",
+            "does not end within the 48-bit physical address space",
+        ),
+        (
+            r#"name = "wrap", base = 0x7ffffffffffff000, size = 0x2000"#,
+            "devices[0]",
+            "does not end within the 48-bit physical address space",
+        ),
+        (
+            r#"name = "rtc", base = 0x9010000, size = 0x1000, spis = [31]"#,
+            "devices[0].spis",
+            "31 is an unknown IRQ: a passthrough interrupt must be an SPI, INTID 32 to 1019",
+        ),
+        (
+            r#"name = "rtc", base = 0x9010000, size = 0x1000, spis = [34, 1020]"#,
+            "devices[0].spis",
+            "1020 is an unknown IRQ",
+        ),
+        (
+            r#"name = "rtc", base = 0x9010000, size = 0x1000, spis = [-34]"#,
+            "devices[0].spis",
+            "-34 is an unknown IRQ",
+        ),
+        (
+            r#"name = "rtc", base = 0x9010000, size = 0x1000, spis = [34, 35, 34]"#,
+            "devices[0].spis",
+            "SPI 34 is listed more than once",
+        ),
+    ];
+    for (fields, field, detail) in cases {
+        assert_at(&device(fields), &format!(r#"vm[1] ("b").{field}"#), detail);
+    }
+    // Both ends of the SPI range, and a window ending right at RAM base, are fine.
+    let text = named(
+        "a",
+        r#"devices = [{ name = "x", base = 0x3ffff000, size = 0x1000, spis = [32, 1019] }]"#,
+    );
+    assert_eq!(
+        scratch.parse(&text).unwrap().vms[0].devices[0].spis,
+        [32, 1019]
+    );
+
+    // A device may not sit in the VM's identity-mapped RAM either.
+    let message = scratch.error(&named(
+        "a",
+        r#"memory_base = 0x60000000
+           devices = [{ name = "x", base = 0x60800000, size = 0x1000 }]"#,
+    ));
+    assert_at(
+        &message,
+        r#"vm[0] ("a").devices[0]"#,
+        "overlaps this VM's RAM [0x60000000, 0x61000000)",
+    );
+    // ...but where allocated RAM would be, it may.
+    let text = named(
+        "a",
+        r#"memory_base = 0x60000000
+           devices = [{ name = "x", base = 0x40000000, size = 0x1000 }]"#,
+    );
+    assert!(scratch.parse(&text).is_ok());
+
+    let duplicate = scratch.error(&named(
+        "a",
+        r#"devices = [
+            { name = "x", base = 0x10000000, size = 0x1000 },
+            { name = "x", base = 0x10001000, size = 0x1000 },
+        ]"#,
+    ));
+    assert_at(
+        &duplicate,
+        r#"vm[0] ("a").devices[1].name"#,
+        r#""x" is used by devices[0] too"#,
+    );
+
+    // Schema errors come from toml, naming the key.
+    let missing = scratch.error(&named(
+        "a",
+        r#"devices = [{ name = "x", base = 0x10000000 }]"#,
+    ));
+    assert!(missing.contains("missing field `size`"), "{missing}");
+    let unknown = scratch.error(&named(
+        "a",
+        r#"devices = [{ name = "x", base = 0x10000000, size = 0x1000, irqs = [40] }]"#,
+    ));
+    assert!(unknown.contains("unknown field `irqs`"), "{unknown}");
+}
+
+#[test]
+fn devices_must_not_overlap() {
+    let scratch = with_raw();
+    let a = named(
+        "a",
+        r#"devices = [
+            { name = "uart1", base = 0x09040000, size = 0x1000, spis = [40] },
+            { name = "rtc", base = 0x09010000, size = 0x2000, spis = [34, 35] },
+        ]"#,
+    );
+
+    // Another VM's device.
+    let b = named(
+        "b",
+        r#"devices = [{ name = "clock", base = 0x09011000, size = 0x1000 }]"#,
+    );
+    assert_eq!(
+        scratch.error(&[a.clone(), b].concat()),
+        r#"vms.toml: vm[1] ("b").devices[0]: [0x9011000, 0x9012000) overlaps vm[0] ("a").devices[1] ("rtc") at [0x9010000, 0x9012000)"#
+    );
+
+    // The same VM's other device.
+    let message = scratch.error(&named(
+        "a",
+        r#"devices = [
+            { name = "big", base = 0x10000000, size = 0x100000 },
+            { name = "inner", base = 0x10080000, size = 0x1000 },
+        ]"#,
+    ));
+    assert_at(
+        &message,
+        r#"vm[0] ("a").devices[1]"#,
+        r#"overlaps vm[0] ("a").devices[0] ("big") at [0x10000000, 0x10100000)"#,
+    );
+
+    // Another VM's identity-mapped RAM, before or after it in the file.
+    let identity = named("id", "memory_base = 0x60000000");
+    let grabber = named(
+        "grab",
+        r#"devices = [{ name = "ram", base = 0x60ff0000, size = 0x10000 }]"#,
+    );
+    for text in [
+        [identity.clone(), grabber.clone()].concat(),
+        [grabber.clone(), identity.clone()].concat(),
+    ] {
+        let message = scratch.error(&text);
+        let at = if text.starts_with(&identity) { 1 } else { 0 };
+        let other = 1 - at;
+        assert_at(
+            &message,
+            &format!(r#"vm[{at}] ("grab").devices[0]"#),
+            &format!(
+                r#"[0x60ff0000, 0x61000000) overlaps vm[{other}] ("id")'s identity-mapped RAM [0x60000000, 0x61000000)"#
+            ),
+        );
+    }
+
+    // SPIs: one device each, across VMs.
+    let b = named(
+        "b",
+        r#"devices = [{ name = "gpio", base = 0x09030000, size = 0x1000, spis = [41, 35] }]"#,
+    );
+    assert_eq!(
+        scratch.error(&[a.clone(), b].concat()),
+        r#"vms.toml: vm[1] ("b").devices[0].spis: SPI 35 is already routed to vm[0] ("a").devices[1] ("rtc")"#
+    );
+    let message = scratch.error(&named(
+        "a",
+        r#"devices = [
+            { name = "x", base = 0x10000000, size = 0x1000, spis = [50] },
+            { name = "y", base = 0x10001000, size = 0x1000, spis = [50] },
+        ]"#,
+    ));
+    assert_at(
+        &message,
+        r#"vm[0] ("a").devices[1].spis"#,
+        r#"SPI 50 is already routed to vm[0] ("a").devices[0] ("x")"#,
+    );
+
+    // Disjoint devices and SPIs are fine.
+    let b = named(
+        "b",
+        r#"devices = [{ name = "gpio", base = 0x09030000, size = 0x1000, spis = [39] }]"#,
+    );
+    let config = scratch.parse(&[a, b].concat()).unwrap();
+    assert_eq!(config.vms[1].devices[0].name, "gpio");
+}
+
+/// Two VMs for schedule tests: "control" on CPUs 0 and 1 with two vCPUs, "linux" on CPU 1.
+fn two_vms() -> String {
+    [
+        named("control", "vcpus = 2\ncpus = [0, 1]"),
+        named("linux", "cpus = [1]"),
+    ]
+    .concat()
+}
+
+#[test]
+fn schedules_are_sorted_and_converted() {
+    let scratch = with_raw();
+    let text = format!(
+        "{}
+        [[schedule]]
+        cpu = 1
+        major_frame_ms = 20
+        windows = [
+            {{ vm = \"linux\", offset_ms = 10, length_ms = 9.5 }},
+            {{ vm = \"control\", offset_ms = 0, length_ms = 10 }},
+        ]
+
+        [[schedule]]
+        cpu = 0
+        major_frame_ms = 0.5e1
+        windows = [{{ vm = \"control\", offset_ms = 0.25, length_ms = 1 }}]
+        ",
+        two_vms()
+    );
+    let config = scratch.parse(&text).unwrap();
+    assert_eq!(
+        config.schedules,
+        [
+            CpuSchedule {
+                cpu: 0,
+                major_frame_us: 5_000,
+                windows: vec![ScheduleWindow {
+                    vm: 0,
+                    offset_us: 250,
+                    length_us: 1_000
+                }],
+            },
+            CpuSchedule {
+                cpu: 1,
+                major_frame_us: 20_000,
+                windows: vec![
+                    ScheduleWindow {
+                        vm: 0,
+                        offset_us: 0,
+                        length_us: 10_000
+                    },
+                    ScheduleWindow {
+                        vm: 1,
+                        offset_us: 10_000,
+                        length_us: 9_500
+                    },
+                ],
+            },
+        ]
+    );
+
+    // A window may end exactly at the end of the frame; frames span 1 ms to 10 s.
+    for (frame, offset, length) in [("1", "0", "1"), ("10000", "9999.999", "0.001")] {
+        let text = format!(
+            "{}[[schedule]]\ncpu = 1\nmajor_frame_ms = {frame}\n\
+             windows = [{{ vm = \"linux\", offset_ms = {offset}, length_ms = {length} }}]\n",
+            two_vms()
+        );
+        assert!(scratch.parse(&text).is_ok(), "{frame}");
+    }
+}
+
+#[test]
+fn schedule_errors_name_the_field() {
+    let scratch = with_raw();
+    let schedule = |body: &str| {
+        scratch.error(&format!(
+            "{}[[schedule]]\ncpu = 1\nmajor_frame_ms = 20\n\
+             windows = [{{ vm = \"control\", offset_ms = 0, length_ms = 5 }}]\n\
+             [[schedule]]\n{body}\n",
+            two_vms()
+        ))
+    };
+    let window = |window: &str| {
+        schedule(&format!(
+            "cpu = 0\nmajor_frame_ms = 20\nwindows = [{{ vm = \"control\", offset_ms = 0, length_ms = 10 }}, {{ {window} }}]"
+        ))
+    };
+    let cases = [
+        (
+            schedule("cpu = 8\nmajor_frame_ms = 20\nwindows = []"),
+            "schedule[1].cpu",
+            "8 is not a physical CPU index (0 to 7)",
+        ),
+        (
+            schedule("cpu = -1\nmajor_frame_ms = 20\nwindows = []"),
+            "schedule[1].cpu",
+            "-1 is not a physical CPU index",
+        ),
+        (
+            schedule("cpu = 1\nmajor_frame_ms = 20\nwindows = []"),
+            "schedule[1].cpu",
+            "CPU 1 already has a schedule, schedule[0]",
+        ),
+        (
+            schedule("cpu = 0\nmajor_frame_ms = 0\nwindows = []"),
+            "schedule[1].major_frame_ms",
+            "0 ms is not between 1 ms and 10000 ms",
+        ),
+        (
+            schedule("cpu = 0\nmajor_frame_ms = 0.5\nwindows = []"),
+            "schedule[1].major_frame_ms",
+            "0.5 ms is not between 1 ms and 10000 ms",
+        ),
+        (
+            schedule("cpu = 0\nmajor_frame_ms = 10001\nwindows = []"),
+            "schedule[1].major_frame_ms",
+            "10001 ms is not between",
+        ),
+        (
+            schedule("cpu = 0\nmajor_frame_ms = -5\nwindows = []"),
+            "schedule[1].major_frame_ms",
+            "-5 ms is not a time",
+        ),
+        (
+            schedule("cpu = 0\nmajor_frame_ms = 20\nwindows = []"),
+            "schedule[1].windows",
+            "is empty; a schedule needs at least one window",
+        ),
+        (
+            window(r#"vm = "contrl", offset_ms = 10, length_ms = 5"#),
+            "schedule[1].windows[1].vm",
+            r#""contrl" is not a VM of this config"#,
+        ),
+        (
+            window(r#"vm = "linux", offset_ms = 10, length_ms = 5"#),
+            "schedule[1].windows[1].vm",
+            r#"vm[1] ("linux") does not list CPU 0 in its cpus"#,
+        ),
+        (
+            window(r#"vm = "control", offset_ms = -1, length_ms = 5"#),
+            "schedule[1].windows[1].offset_ms",
+            "-1 ms is not a time",
+        ),
+        (
+            window(r#"vm = "control", offset_ms = 10.0001, length_ms = 5"#),
+            "schedule[1].windows[1].offset_ms",
+            "10.0001 ms is not a whole number of microseconds",
+        ),
+        (
+            window(r#"vm = "control", offset_ms = 10, length_ms = 0"#),
+            "schedule[1].windows[1].length_ms",
+            "is 0; a window must have a length",
+        ),
+        (
+            window(r#"vm = "control", offset_ms = 15, length_ms = 5.5"#),
+            "schedule[1].windows[1]",
+            "[15 ms, 20.5 ms) does not fit in the major frame of 20 ms",
+        ),
+        (
+            window(r#"vm = "control", offset_ms = 9223372036854775807, length_ms = 1"#),
+            "schedule[1].windows[1]",
+            "does not fit in the major frame of 20 ms",
+        ),
+        (
+            window(r#"vm = "control", offset_ms = 5, length_ms = 10"#),
+            "schedule[1].windows[1]",
+            "[5 ms, 15 ms) overlaps windows[0] [0 ms, 10 ms)",
+        ),
+        (
+            window(r#"vm = "control", offset_ms = 9.999, length_ms = 1"#),
+            "schedule[1].windows[1]",
+            "[9.999 ms, 10.999 ms) overlaps windows[0] [0 ms, 10 ms)",
+        ),
+    ];
+    for (message, path, detail) in cases {
+        assert_at(&message, path, detail);
+    }
+
+    // Overlap is found after sorting, and blamed on the window written later.
+    let message = schedule(
+        "cpu = 0\nmajor_frame_ms = 20\nwindows = [\
+         { vm = \"control\", offset_ms = 12, length_ms = 2 },\
+         { vm = \"control\", offset_ms = 0, length_ms = 13 }]",
+    );
+    assert_at(
+        &message,
+        "schedule[1].windows[1]",
+        "[0 ms, 13 ms) overlaps windows[0] [12 ms, 14 ms)",
+    );
+
+    // Schema errors come from toml.
+    let missing = schedule("cpu = 0\nwindows = []");
+    assert!(
+        missing.contains("missing field `major_frame_ms`"),
+        "{missing}"
+    );
+    let unknown = schedule(
+        "cpu = 0\nmajor_frame_ms = 20\nwindows = [{ vm = \"control\", offset_ms = 0, length = 5 }]",
+    );
+    assert!(unknown.contains("unknown field `length`"), "{unknown}");
+}
+
+#[test]
+fn schedule_vm_needs_a_vcpu_on_the_cpu() {
+    let scratch = with_raw();
+    // "lazy" lists CPU 2, but its one vCPU runs on cpus[0] = 1.
+    let text = format!(
+        "{}[[schedule]]\ncpu = 2\nmajor_frame_ms = 10\n\
+         windows = [{{ vm = \"lazy\", offset_ms = 0, length_ms = 10 }}]\n",
+        named("lazy", "cpus = [1, 2]")
+    );
+    assert_at(
+        &scratch.error(&text),
+        "schedule[0].windows[0].vm",
+        r#"vm[0] ("lazy") lists CPU 2, but none of its 1 vCPUs runs there (vCPU n runs on cpus[n % len(cpus)])"#,
+    );
+    // With a second vCPU, vCPU 1 runs on CPU 2.
+    let text = text.replace("cpus = [1, 2]", "cpus = [1, 2]\nvcpus = 2");
+    assert!(scratch.parse(&text).is_ok());
+}
+
+#[test]
+fn cross_checks_come_before_missing_images() {
+    // Images are missing, but the schedule's unknown VM is what gets reported...
+    let scratch = Scratch::new();
+    let text = "[[vm]]\nname = \"a\"\nimage = \"missing\"\nmemory = \"2M\"\n\
+                [[schedule]]\ncpu = 0\nmajor_frame_ms = 10\n\
+                windows = [{ vm = \"b\", offset_ms = 0, length_ms = 5 }]\n";
+    let error = scratch.parse(text).unwrap_err();
+    assert_eq!(
+        error.schedule_field(),
+        Some(ScheduleField::Window {
+            index: 0,
+            key: Some(WindowKey::Vm)
+        })
+    );
+    assert_eq!(error.field(), None);
+    assert_eq!(error.missing_image(), None);
+
+    // ...and so is a device overlap between VMs.
+    let text = "[[vm]]\nname = \"a\"\nimage = \"missing\"\nmemory = \"2M\"\n\
+                devices = [{ name = \"x\", base = 0x10000000, size = 0x1000 }]\n\
+                [[vm]]\nname = \"b\"\nimage = \"missing\"\nmemory = \"2M\"\n\
+                devices = [{ name = \"x\", base = 0x10000000, size = 0x1000 }]\n";
+    let error = scratch.parse(text).unwrap_err();
+    assert_eq!(
+        error.field(),
+        Some(Field::Device {
+            index: 0,
+            key: None
+        })
+    );
+    assert_eq!(error.missing_image(), None);
+}
+
+#[test]
+fn generated_partitioning_fields() {
+    let scratch = with_raw();
+    let text = format!(
+        "{}{}
+        [[schedule]]
+        cpu = 1
+        major_frame_ms = 20
+        windows = [
+            {{ vm = \"linux\", offset_ms = 10, length_ms = 10 }},
+            {{ vm = \"control\", offset_ms = 0, length_ms = 10 }},
+        ]
+        ",
+        named(
+            "control",
+            r#"vcpus = 2
+               cpus = [0, 1]
+               priority = 7
+               slice_ms = 2.5
+               memory_base = 0x60000000
+               devices = [
+                   { name = "rtc", base = 0x09010000, size = 0x1000, spis = [34] },
+                   { name = "gpio", base = 0x09030000, size = 0x1000, spis = [39, 40] },
+               ]
+               on_stop = "restart"
+               psci_smc = true"#
+        ),
+        named("linux", "cpus = [1]"),
+    );
+    let config = scratch.parse(&text).unwrap();
+    let source = config.to_rust(&scratch.path().join("out")).unwrap();
+    for piece in [
+        "        priority: 7,\n",
+        "        slice_us: 2500,\n",
+        "        memory_placement: MemoryPlacement::Identity { base: 0x60000000 },\n",
+        "        passthrough: &[\n            PassthroughDevice { name: \"rtc\", base: 0x9010000, \
+         size: 0x1000, spis: &[34] },\n            PassthroughDevice { name: \"gpio\", base: \
+         0x9030000, size: 0x1000, spis: &[39, 40] },\n        ],\n",
+        "        on_stop: OnStop::Restart,\n",
+        "        psci_smc: true,\n",
+        "load_address: Some(GuestPhysAddr::new(0x60000000)),",
+        // The second VM has the defaults.
+        "        priority: 1,\n",
+        "        slice_us: 10000,\n",
+        "        memory_placement: MemoryPlacement::Allocated,\n",
+        "        passthrough: &[],\n",
+        "        on_stop: OnStop::Stay,\n",
+        "        psci_smc: false,\n",
+        "pub static SCHEDULES: &[CpuSchedule] = &[\n    CpuSchedule { cpu: 1, major_frame_us: \
+         20000, windows: &[\n        ScheduleWindow { vm: 0, offset_us: 0, length_us: 10000 }, \
+         // control\n        ScheduleWindow { vm: 1, offset_us: 10000, length_us: 10000 }, // \
+         linux\n    ] },\n];\n",
+    ] {
+        assert!(
+            source.contains(piece),
+            "generated source lacks {piece:?}:\n{source}"
+        );
+    }
+    // The VMS table ends before SCHEDULES starts.
+    let vms_end = source.find("\n];\n").unwrap();
+    assert!(vms_end < source.find("pub static SCHEDULES").unwrap());
+}
+
+#[test]
+fn generated_source_without_schedules() {
+    let scratch = with_raw();
+    let source = scratch
+        .parse(&vm(""))
+        .unwrap()
+        .to_rust(&scratch.path().join("out"))
+        .unwrap();
+    assert!(
+        source.contains("\npub static SCHEDULES: &[CpuSchedule] = &[];\n"),
+        "{source}"
+    );
+    assert_eq!(source.matches("pub static SCHEDULES").count(), 1);
 }

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use bulkhead_config::{load, ConfigError, Field, ImageFormat, GUEST_RAM_BASE};
+use bulkhead_config::{
+    load, ConfigError, CpuSchedule, DeviceKey, Field, ImageFormat, MemoryPlacement, OnStop,
+    PassthroughDevice, ScheduleField, ScheduleWindow, WindowKey, GUEST_RAM_BASE,
+};
 
 /// The path of fixture `name`.
 fn fixture(name: &str) -> PathBuf {
@@ -97,4 +100,112 @@ fn entry_outside() {
     assert!(error
         .to_string()
         .contains("0x40001000 is not inside the image's bytes"));
+}
+
+#[test]
+fn partitioned_config() {
+    let config = load(&fixture("partitioned.toml")).unwrap();
+    let [control, linux] = config.vms.as_slice() else {
+        panic!("two VMs expected")
+    };
+    assert_eq!((control.vcpus, control.cpus.as_slice()), (2, &[0, 1][..]));
+    assert_eq!((control.priority, control.slice_us), (10, 500));
+    assert_eq!(
+        control.memory_placement,
+        MemoryPlacement::Identity { base: 0x6000_0000 }
+    );
+    assert_eq!(
+        (control.image.load_address, control.image.entry),
+        (0x6000_0000, 0x6000_0000)
+    );
+    assert_eq!(
+        control.devices,
+        [
+            PassthroughDevice {
+                name: "rtc".into(),
+                base: 0x0901_0000,
+                size: 0x1000,
+                spis: vec![34],
+            },
+            PassthroughDevice {
+                name: "gpio".into(),
+                base: 0x0903_0000,
+                size: 0x1000,
+                spis: vec![39],
+            },
+        ]
+    );
+    assert_eq!(control.on_stop, OnStop::Restart);
+    assert!(control.psci_smc);
+
+    assert_eq!((linux.priority, linux.slice_us), (1, 10_000));
+    assert_eq!(linux.memory_placement, MemoryPlacement::Allocated);
+    assert_eq!(linux.image.load_address, GUEST_RAM_BASE);
+    assert_eq!((linux.on_stop, linux.psci_smc), (OnStop::Stay, false));
+
+    assert_eq!(
+        config.schedules,
+        [CpuSchedule {
+            cpu: 1,
+            major_frame_us: 20_000,
+            windows: vec![
+                ScheduleWindow {
+                    vm: 0,
+                    offset_us: 0,
+                    length_us: 7_500,
+                },
+                ScheduleWindow {
+                    vm: 1,
+                    offset_us: 10_000,
+                    length_us: 10_000,
+                },
+            ],
+        }]
+    );
+}
+
+#[test]
+fn device_overlap() {
+    let error = load_error("device_overlap.toml");
+    assert_eq!(
+        error.field(),
+        Some(Field::Device {
+            index: 0,
+            key: None
+        })
+    );
+    assert!(error.to_string().ends_with(
+        r#": vm[1] ("b").devices[0]: [0x9011000, 0x9012000) overlaps vm[0] ("a").devices[0] ("rtc") at [0x9010000, 0x9012000)"#
+    ));
+}
+
+#[test]
+fn shared_spi() {
+    let error = load_error("shared_spi.toml");
+    assert_eq!(
+        error.field(),
+        Some(Field::Device {
+            index: 0,
+            key: Some(DeviceKey::Spis)
+        })
+    );
+    assert!(error.to_string().ends_with(
+        r#": vm[1] ("b").devices[0].spis: SPI 34 is already routed to vm[0] ("a").devices[0] ("rtc")"#
+    ));
+}
+
+#[test]
+fn schedule_unknown_vm() {
+    let error = load_error("schedule_unknown_vm.toml");
+    assert_eq!(error.field(), None);
+    assert_eq!(
+        error.schedule_field(),
+        Some(ScheduleField::Window {
+            index: 1,
+            key: Some(WindowKey::Vm)
+        })
+    );
+    assert!(error
+        .to_string()
+        .ends_with(r#": schedule[0].windows[1].vm: "helo" is not a VM of this config"#));
 }

@@ -134,6 +134,15 @@ impl FrameAllocator {
         Ok(())
     }
 
+    /// Takes exactly `range` (page aligned) if all of it is free; says whether it did.
+    pub fn take(&mut self, range: AddrRange<PhysAddr>) -> bool {
+        if !range.start.is_aligned(PAGE_SIZE) || !range.end.is_aligned(PAGE_SIZE) || range.start >= range.end {
+            return false;
+        }
+        let free = self.free_ranges().iter().any(|r| r.start <= range.start && range.end <= r.end);
+        free && self.reserve(range).is_ok()
+    }
+
     /// Allocates `size` bytes aligned to `align`, from the lowest address that fits.
     pub fn alloc(&mut self, size: u64, align: u64) -> Result<PhysAddr, FrameError> {
         if size == 0 || size % PAGE_SIZE != 0 || !align.is_power_of_two() || align < PAGE_SIZE {
@@ -196,6 +205,17 @@ mod tests {
         frames.free(a, 0x20_0000).unwrap();
         frames.free(b, 0x1000).unwrap();
         assert_eq!(frames.free_ranges(), [r(0x4000_1000, 0x4100_0000)]);
+    }
+
+    #[test]
+    fn take_exact_ranges() {
+        let mut frames = FrameAllocator::new();
+        frames.add(r(0x4000_0000, 0x5000_0000)).unwrap();
+        assert!(frames.take(r(0x4800_0000, 0x4900_0000)));
+        assert!(!frames.take(r(0x4800_0000, 0x4900_0000)), "already taken");
+        assert!(!frames.take(r(0x4f00_0000, 0x5100_0000)), "not all RAM");
+        assert!(!frames.take(r(0x4a00_0800, 0x4a00_1000)), "misaligned");
+        assert_eq!(frames.free_bytes(), 0x1000_0000 - 0x100_0000);
     }
 
     #[test]

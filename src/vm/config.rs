@@ -36,7 +36,7 @@ pub struct VmConfig {
     pub image: GuestImage,
     /// Bytes of guest RAM, a multiple of 2 MiB, at [`GUEST_RAM_BASE`].
     pub memory_bytes: u64,
-    /// Number of vCPUs (each runs on the physical CPU of the same index in `cpus`).
+    /// Number of vCPUs; vCPU n runs on physical CPU `cpus[n % cpus.len()]`.
     pub vcpus: usize,
     /// Physical CPU indices (in DT order) this VM may run on.
     pub cpus: &'static [usize],
@@ -47,4 +47,76 @@ pub struct VmConfig {
     pub entry: Option<GuestPhysAddr>,
     /// Kernel command line, written to `/chosen/bootargs` of the guest DTB.
     pub bootargs: &'static str,
+    /// Scheduling priority on its CPUs: a runnable vCPU of higher priority always runs before
+    /// one of lower priority (round-robin among equals).
+    pub priority: u8,
+    /// Length of this VM's time slice, in microseconds.
+    pub slice_us: u32,
+    /// Where its RAM is in host physical memory.
+    pub memory_placement: MemoryPlacement,
+    /// Host devices given to this VM alone: their MMIO is mapped (or forwarded) only into it and
+    /// their SPIs are routed only to it.
+    pub passthrough: &'static [PassthroughDevice],
+    /// What happens when the VM stops (powers off) or crashes.
+    pub on_stop: OnStop,
+    /// The VM may also reach its PSCI firmware through SMC (HVC always works).
+    pub psci_smc: bool,
+}
+
+/// Where a VM's RAM comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryPlacement {
+    /// Any free host RAM; the guest sees it at [`GUEST_RAM_BASE`].
+    Allocated,
+    /// Guest-physical equals physical: `memory_bytes` at this host address (for guests that
+    /// drive DMA-capable passthrough devices). The guest sees its RAM there.
+    Identity {
+        /// Host physical (= guest-physical) base, 2 MiB aligned.
+        base: u64,
+    },
+}
+
+/// A host device given to one VM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PassthroughDevice {
+    /// Name, for log lines.
+    pub name: &'static str,
+    /// Physical (= guest-physical) base of its registers.
+    pub base: u64,
+    /// Size of its register window in bytes.
+    pub size: u64,
+    /// Its shared peripheral interrupts (INTIDs 32-1019), routed only to this VM.
+    pub spis: &'static [u32],
+}
+
+/// What happens to a VM that stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnStop {
+    /// It stays stopped (it can be started again from the hypervisor console).
+    Stay,
+    /// It is restarted with fresh images, unless it crash-loops (more than 5 restarts in 10 s).
+    Restart,
+}
+
+/// One window of a physical CPU's static cyclic schedule (ARINC 653 style): within
+/// `[offset_us, offset_us + length_us)` of every major frame, only `vm`'s vCPUs run on `cpu`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScheduleWindow {
+    /// Index of the owning VM in [`crate::vms::VMS`].
+    pub vm: usize,
+    /// Start within the major frame, microseconds.
+    pub offset_us: u32,
+    /// Length, microseconds.
+    pub length_us: u32,
+}
+
+/// The static cyclic schedule of one physical CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuSchedule {
+    /// The physical CPU index.
+    pub cpu: usize,
+    /// Length of the major frame, microseconds.
+    pub major_frame_us: u32,
+    /// Its windows, sorted by offset, not overlapping.
+    pub windows: &'static [ScheduleWindow],
 }

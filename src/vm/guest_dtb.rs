@@ -36,7 +36,48 @@ pub struct GuestDtbSpec<'a> {
     pub bootargs: &'a str,
     /// `/chosen/linux,initrd-start` and `-end`, if the VM has an initrd.
     pub initrd: Option<AddrRange<GuestPhysAddr>>,
+    /// The VM's interrupt controller, if it has one.
+    pub gic: Option<GuestGic>,
 }
+
+/// The interrupt controller a VM sees, and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestGic {
+    /// GICv2 (`arm,cortex-a15-gic`): an emulated distributor and the hardware's virtual CPU
+    /// interface (GICV) at the GICC address.
+    V2 {
+        /// Distributor base.
+        gicd: GuestPhysAddr,
+        /// CPU interface base.
+        gicc: GuestPhysAddr,
+    },
+    /// GICv3 (`arm,gic-v3`): an emulated distributor and one emulated redistributor per vCPU; the
+    /// CPU interface is the system registers.
+    V3 {
+        /// Distributor base.
+        gicd: GuestPhysAddr,
+        /// Base of the redistributors (128 KiB per vCPU).
+        gicr: GuestPhysAddr,
+    },
+}
+
+/// Size of the distributor window a guest sees.
+pub const GICD_WINDOW: u64 = 0x1_0000;
+/// Size of the GICv2 CPU interface window (GICC_DIR is at 0x1000).
+pub const GICC_WINDOW: u64 = 0x2000;
+/// Bytes of redistributor per vCPU (RD_base and SGI_base frames, 64 KiB each).
+pub const GICR_STRIDE: u64 = 0x2_0000;
+
+/// Phandle of the interrupt controller.
+const PHANDLE_GIC: u32 = 2;
+/// GIC interrupt specifier: type PPI, and flags "level, active high" (arm,gic bindings).
+const GIC_PPI: u32 = 1;
+const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
+/// The architected timer's PPIs (as PPI numbers, INTID - 16): secure physical, non-secure
+/// physical, virtual, hypervisor physical.
+const TIMER_PPIS: [u32; 4] = [13, 14, 11, 10];
+/// GICv3 maintenance interrupt (PPI 9) described on the GIC node.
+const GIC_MAINTENANCE_PPI: u32 = 9;
 
 /// The device tree could not be written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +126,9 @@ pub fn build(spec: &GuestDtbSpec<'_>) -> Result<Vec<u8>, GuestDtbError> {
     let mut model = String::from("Bulkhead VM ");
     model.push_str(spec.vm_name);
     fdt.property_string("model", &model)?;
+    if spec.gic.is_some() {
+        fdt.property_u32("interrupt-parent", PHANDLE_GIC)?;
+    }
 
     let uart_path = node_name("/pl011", spec.uart_base.as_u64());
 
@@ -125,13 +169,28 @@ pub fn build(spec: &GuestDtbSpec<'_>) -> Result<Vec<u8>, GuestDtbError> {
     fdt.property_string("method", "hvc")?;
     fdt.end_node(psci)?;
 
-    // The architected timer. Its interrupts are described once the VM has an interrupt
-    // controller to name as their parent; the counter and the EL1 virtual timer registers work
-    // without it.
+    // The architected timer. Without an interrupt controller its interrupts cannot be
+    // described; the counter and the EL1 virtual timer registers work without them.
     let timer = fdt.begin_node("timer")?;
     fdt.property_string_list("compatible", alloc::vec!["arm,armv8-timer".into()])?;
     fdt.property_null("always-on")?;
+    if let Some(gic) = spec.gic {
+        // GICv2 PPI specifiers carry a mask of the CPUs the PPI is wired to (bits 15:8).
+        let cpu_mask = match gic {
+            GuestGic::V2 { .. } => ((1u32 << spec.vcpus.min(8)) - 1) << 8,
+            GuestGic::V3 { .. } => 0,
+        };
+        let mut cells = Vec::new();
+        for ppi in TIMER_PPIS {
+            cells.extend_from_slice(&[GIC_PPI, ppi, cpu_mask | IRQ_TYPE_LEVEL_HIGH]);
+        }
+        fdt.property_array_u32("interrupts", &cells)?;
+    }
     fdt.end_node(timer)?;
+
+    if let Some(gic) = spec.gic {
+        write_gic(&mut fdt, gic, spec.vcpus)?;
+    }
 
     let clock = fdt.begin_node("apb-pclk")?;
     fdt.property_string("compatible", "fixed-clock")?;
@@ -152,6 +211,26 @@ pub fn build(spec: &GuestDtbSpec<'_>) -> Result<Vec<u8>, GuestDtbError> {
     Ok(fdt.finish()?)
 }
 
+fn write_gic(fdt: &mut FdtWriter, gic: GuestGic, vcpus: usize) -> Result<(), GuestDtbError> {
+    let (gicd, compatible, second) = match gic {
+        GuestGic::V2 { gicd, gicc } => (gicd, "arm,cortex-a15-gic", (gicc, GICC_WINDOW)),
+        GuestGic::V3 { gicd, gicr } => (gicd, "arm,gic-v3", (gicr, GICR_STRIDE * vcpus as u64)),
+    };
+    let node = fdt.begin_node(&node_name("interrupt-controller", gicd.as_u64()))?;
+    fdt.property_string("compatible", compatible)?;
+    fdt.property_null("interrupt-controller")?;
+    fdt.property_u32("#interrupt-cells", 3)?;
+    fdt.property_u32("#address-cells", 0)?;
+    fdt.property_array_u64("reg", &[gicd.as_u64(), GICD_WINDOW, second.0.as_u64(), second.1])?;
+    if let GuestGic::V3 { .. } = gic {
+        fdt.property_u32("#redistributor-regions", 1)?;
+        fdt.property_array_u32("interrupts", &[GIC_PPI, GIC_MAINTENANCE_PPI, IRQ_TYPE_LEVEL_HIGH])?;
+    }
+    fdt.property_phandle(PHANDLE_GIC)?;
+    fdt.end_node(node)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +243,7 @@ mod tests {
             uart_base: GuestPhysAddr::new(0x0900_0000),
             bootargs: "console=ttyAMA0",
             initrd: None,
+            gic: None,
         }
     }
 
@@ -182,6 +262,31 @@ mod tests {
         assert_eq!(fdt.chosen().bootargs(), Some("console=ttyAMA0"));
         // Nothing the VM does not own: no GIC, no virtio, no host devices.
         assert!(fdt.find_compatible(&["arm,gic-v3", "arm,cortex-a15-gic", "virtio,mmio"]).is_none());
+    }
+
+    #[test]
+    fn gic_and_timer_interrupts() {
+        let mut s = spec(2);
+        s.gic = Some(GuestGic::V3 { gicd: GuestPhysAddr::new(0x0800_0000), gicr: GuestPhysAddr::new(0x080a_0000) });
+        let blob = build(&s).unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let gic = fdt.find_compatible(&["arm,gic-v3"]).unwrap();
+        let regs: Vec<(usize, Option<usize>)> = gic.reg().unwrap().map(|r| (r.starting_address as usize, r.size)).collect();
+        assert_eq!(regs, [(0x0800_0000, Some(0x1_0000)), (0x080a_0000, Some(0x4_0000))]);
+        let timer = fdt.find_compatible(&["arm,armv8-timer"]).unwrap();
+        let cells: Vec<u8> = timer.property("interrupts").unwrap().value.to_vec();
+        assert_eq!(cells.len(), 4 * 3 * 4);
+        // First specifier: PPI 13, level high.
+        assert_eq!(&cells[..12], &[0, 0, 0, 1, 0, 0, 0, 13, 0, 0, 0, 4]);
+
+        let mut s = spec(2);
+        s.gic = Some(GuestGic::V2 { gicd: GuestPhysAddr::new(0x0800_0000), gicc: GuestPhysAddr::new(0x0801_0000) });
+        let blob = build(&s).unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        assert!(fdt.find_compatible(&["arm,cortex-a15-gic"]).is_some());
+        let timer = fdt.find_compatible(&["arm,armv8-timer"]).unwrap();
+        // GICv2: CPU mask 0b11 for two vCPUs in the flags cell.
+        assert_eq!(&timer.property("interrupts").unwrap().value[8..12], &[0, 0, 0x03, 0x04]);
     }
 
     #[test]

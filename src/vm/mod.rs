@@ -15,9 +15,14 @@ pub mod vuart;
 #[cfg(target_os = "none")]
 pub mod run;
 
+pub use crate::vgic::Kicks;
+
+use alloc::vec::Vec;
 use core::fmt;
 
 use crate::addr::{AddrRange, GuestPhysAddr};
+use crate::vgic::{GicVersion, Vgic};
+use guest_dtb::{GuestGic, GICD_WINDOW, GICR_STRIDE};
 use config::VmConfig;
 use exit::{load_result, MmioAccess, Syndrome, VmExit};
 use inject::{GuestException, Injection};
@@ -30,6 +35,24 @@ use vuart::VirtualPl011;
 
 /// Where each VM's emulated PL011 sits in its guest-physical space (as on QEMU virt).
 pub const GUEST_UART_BASE: GuestPhysAddr = GuestPhysAddr::new(0x0900_0000);
+/// The guest's GIC distributor (as on QEMU virt).
+pub const GUEST_GICD_BASE: GuestPhysAddr = GuestPhysAddr::new(0x0800_0000);
+/// The guest's GICv2 CPU interface (the hardware GICV frame is mapped here).
+pub const GUEST_GICC_BASE: GuestPhysAddr = GuestPhysAddr::new(0x0801_0000);
+/// The guest's GICv3 redistributors.
+pub const GUEST_GICR_BASE: GuestPhysAddr = GuestPhysAddr::new(0x080a_0000);
+/// SPIs each VM's distributor implements (INTIDs 32..32 + this).
+pub const GUEST_SPIS: u32 = 64;
+/// The EL1 virtual timer's PPI (Arm ARM D11.2.4; the `arm,armv8-timer` binding's third entry).
+pub const VTIMER_INTID: u32 = 27;
+
+/// ICC_SGI1R_EL1, which guests write to send SGIs; with HCR_EL2.IMO set the write traps
+/// (GIC v3 spec, 12.2.18 "ICC_SGI1R_EL1").
+const ICC_SGI1R_EL1: exit::SysRegEncoding = exit::SysRegEncoding { op0: 3, op1: 0, crn: 12, crm: 11, op2: 5 };
+/// ICC_ASGI1R_EL1 and ICC_SGI0R_EL1: SGIs for the other security state / group 0, which a VM
+/// does not have: ignored.
+const ICC_ASGI1R_EL1: exit::SysRegEncoding = exit::SysRegEncoding { op0: 3, op1: 0, crn: 12, crm: 11, op2: 6 };
+const ICC_SGI0R_EL1: exit::SysRegEncoding = exit::SysRegEncoding { op0: 3, op1: 0, crn: 12, crm: 11, op2: 7 };
 
 /// Warnings logged per VM before they are only counted (an abort storm must not flood the
 /// console and starve other VMs of it).
@@ -86,11 +109,47 @@ impl fmt::Display for FaultReport {
 pub enum ExitAction {
     /// Resume the vCPU.
     Resume,
-    /// The vCPU waits (WFI/WFE, CPU_SUSPEND) until something is pending for it; with nothing to
-    /// wait for it resumes.
+    /// The vCPU waits (WFI, CPU_SUSPEND) until an interrupt is deliverable to it or its virtual
+    /// timer fires; it gives up the rest of its slice.
     Wait,
+    /// The vCPU executed WFE: it stays runnable but yields its slice.
+    Yield,
+    /// The vCPU turned itself off (PSCI CPU_OFF).
+    VcpuOff,
     /// Stop the VM.
     Stop(StopReason),
+}
+
+/// An exit's result: what this vCPU does next, and which vCPUs of the VM (on whichever physical
+/// CPUs) have something new to look at — an interrupt became pending for them, or a CPU_ON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitOutcome {
+    /// What this vCPU does.
+    pub action: ExitAction,
+    /// vCPUs to kick.
+    pub kicks: Kicks,
+}
+
+impl From<ExitAction> for ExitOutcome {
+    fn from(action: ExitAction) -> Self {
+        Self { action, kicks: Kicks::NONE }
+    }
+}
+
+/// A vCPU's power state as PSCI sees it (DEN 0022, 5.1.5 AFFINITY_INFO).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VcpuPower {
+    /// Off: CPU_ON may start it.
+    Off,
+    /// CPU_ON was called; its physical CPU has not started it yet.
+    Pending {
+        /// Entry point.
+        entry: u64,
+        /// x0 at entry.
+        context_id: u64,
+    },
+    /// Running or runnable.
+    On,
 }
 
 /// Exit counts by reason, for `list` and the benchmarks.
@@ -130,11 +189,43 @@ pub struct VmDevices {
     warnings: u64,
     /// Log every exit (the trace switch).
     pub trace: bool,
+    /// The VM's virtual GIC, if the host has a GIC the VM can be given a view of.
+    pub vgic: Option<Vgic>,
+    /// Where the VM's GIC is in its guest-physical space.
+    pub gic_layout: Option<GuestGic>,
+    /// Each vCPU's PSCI power state.
+    pub power: Vec<VcpuPower>,
+    /// Trapped SMCs are PSCI calls too (else they get NOT_SUPPORTED).
+    pub psci_smc: bool,
+}
+
+/// A distributor in its reset state for `vcpus` vCPUs.
+fn fresh_vgic(version: GicVersion, vcpus: usize) -> Vgic {
+    // The config allows at most 8 vCPUs and GUEST_SPIS is a multiple of 32: the vGIC takes both.
+    let mut vgic = Vgic::new(version, vcpus, GUEST_SPIS).expect("vGIC geometry from a validated config");
+    // Bulkhead masks the virtual timer's level while its virtual interrupt is delivered; the
+    // guest's EOI must come back to unmask it.
+    for vcpu in 0..vcpus {
+        vgic.set_eoi_notify(VTIMER_INTID, Some(vcpu), true).expect("the timer PPI exists on every vCPU");
+    }
+    vgic
 }
 
 impl VmDevices {
-    /// The devices of the VM `config` describes, with console output going to `sink`.
-    pub fn new(config: &'static VmConfig, ram: AddrRange<GuestPhysAddr>, sink: vuart::LineSink) -> Self {
+    /// The devices of the VM `config` describes, with console output going to `sink`, and a
+    /// virtual GIC of `gic` version (None: the VM has no interrupt controller).
+    pub fn new(
+        config: &'static VmConfig,
+        ram: AddrRange<GuestPhysAddr>,
+        sink: vuart::LineSink,
+        gic: Option<GicVersion>,
+    ) -> Self {
+        let gic_layout = gic.map(|version| match version {
+            GicVersion::V2 => GuestGic::V2 { gicd: GUEST_GICD_BASE, gicc: GUEST_GICC_BASE },
+            GicVersion::V3 => GuestGic::V3 { gicd: GUEST_GICD_BASE, gicr: GUEST_GICR_BASE },
+        });
+        let mut power = alloc::vec![VcpuPower::Off; config.vcpus];
+        power[0] = VcpuPower::On;
         Self {
             name: config.name,
             uart: VirtualPl011::new(config.name, sink),
@@ -143,6 +234,21 @@ impl VmDevices {
             stats: ExitStats::default(),
             warnings: 0,
             trace: cfg!(feature = "trace"),
+            vgic: gic.map(|version| fresh_vgic(version, config.vcpus)),
+            gic_layout,
+            power,
+            psci_smc: config.psci_smc,
+        }
+    }
+
+    /// Puts the VM's devices back in their reset state (for a restart): vCPU 0 on, the others off,
+    /// a fresh distributor. The console and the counters carry on.
+    pub fn reset(&mut self, vcpus: usize) {
+        if let Some(vgic) = self.vgic.as_mut() {
+            *vgic = fresh_vgic(vgic.version(), vcpus);
+        }
+        for (index, power) in self.power.iter_mut().enumerate() {
+            *power = if index == 0 { VcpuPower::On } else { VcpuPower::Off };
         }
     }
 
@@ -164,12 +270,12 @@ impl VmDevices {
         exit: VmExit,
         syndrome: &Syndrome,
         hw: &mut impl VcpuHardware,
-    ) -> ExitAction {
+    ) -> ExitOutcome {
         self.stats.total += 1;
         if self.trace {
             log::info!("vm {} vcpu {vcpu} exit {} PC {:#x} ESR {:#x} {:?}", self.name, exit.reason(), regs.pc, syndrome.esr, exit);
         }
-        let fault = |what| {
+        let fault = |what| -> ExitOutcome {
             ExitAction::Stop(StopReason::Fault(FaultReport {
                 what,
                 vcpu,
@@ -182,14 +288,20 @@ impl VmDevices {
                     _ => None,
                 },
             }))
+            .into()
         };
         match exit {
-            VmExit::Hvc { .. } => self.firmware_call(regs, false),
-            VmExit::Smc { .. } => self.firmware_call(regs, true),
-            VmExit::Wfi | VmExit::Wfe => {
+            VmExit::Hvc { .. } => self.firmware_call(vcpu, regs, false),
+            VmExit::Smc { .. } => self.firmware_call(vcpu, regs, true),
+            VmExit::Wfi => {
                 self.stats.wfx += 1;
                 regs.pc += 4;
-                ExitAction::Wait
+                ExitAction::Wait.into()
+            }
+            VmExit::Wfe => {
+                self.stats.wfx += 1;
+                regs.pc += 4;
+                ExitAction::Yield.into()
             }
             VmExit::Mmio(access) => self.mmio(vcpu, regs, access, syndrome, hw),
             VmExit::DataAbort { ipa, dfsc, stage1_walk } => {
@@ -204,13 +316,16 @@ impl VmDevices {
             VmExit::InstructionAbort { .. } => fault("instruction fetch from a guest-physical address outside the VM"),
             VmExit::SysReg(access) => {
                 self.stats.sysreg += 1;
+                if let Some(outcome) = self.gic_sysreg(vcpu, regs, &access) {
+                    return outcome;
+                }
                 match sysreg::emulate(&access) {
                     SysRegAction::ReadAsZeroWriteIgnore | SysRegAction::Ignore => {
                         if access.read {
                             regs.set(access.register, 0);
                         }
                         regs.pc += 4;
-                        ExitAction::Resume
+                        ExitAction::Resume.into()
                     }
                     SysRegAction::Undefined(what) => {
                         self.warn(format_args!(
@@ -225,7 +340,7 @@ impl VmDevices {
             }
             VmExit::Irq | VmExit::Fiq => {
                 self.stats.irq += 1;
-                ExitAction::Resume
+                ExitAction::Resume.into()
             }
             VmExit::SError => fault("SError while the VM ran"),
             VmExit::Unhandled { ec } => match ec {
@@ -239,46 +354,100 @@ impl VmDevices {
         }
     }
 
-    fn inject(&mut self, regs: &mut GuestRegs, hw: &mut impl VcpuHardware, exception: GuestException) -> ExitAction {
+    fn inject(&mut self, regs: &mut GuestRegs, hw: &mut impl VcpuHardware, exception: GuestException) -> ExitOutcome {
         self.stats.injected += 1;
         let injection = inject::inject(regs, hw.vbar_el1(), exception);
         hw.apply_injection(&injection);
-        ExitAction::Resume
+        ExitAction::Resume.into()
     }
 
-    fn firmware_call(&mut self, regs: &mut GuestRegs, smc: bool) -> ExitAction {
+    /// The vCPU an MPIDR names (vCPU n has Aff0 = n, all other affinity fields 0).
+    fn vcpu_of_mpidr(&self, mpidr: u64) -> Option<usize> {
+        let index = usize::try_from(mpidr & 0xff_00ff_ffff).ok()?;
+        (index < self.power.len()).then_some(index)
+    }
+
+    fn firmware_call(&mut self, vcpu: usize, regs: &mut GuestRegs, smc: bool) -> ExitOutcome {
         if smc {
             self.stats.smc += 1;
             // A trapped SMC returns to the SMC itself (Arm ARM D1.10.2); HVC to the next one.
             regs.pc += 4;
+            if !self.psci_smc {
+                regs.x[0] = psci::NOT_SUPPORTED;
+                return ExitAction::Resume.into();
+            }
         } else {
             self.stats.hvc += 1;
         }
         let args = [regs.x[0], regs.x[1], regs.x[2], regs.x[3]];
-        match psci::decode(&args) {
+        let mut kicks = Kicks::NONE;
+        let action = match psci::decode(&args) {
             FirmwareCall::Return(value) => {
                 regs.x[0] = value;
                 ExitAction::Resume
             }
             FirmwareCall::SystemOff => ExitAction::Stop(StopReason::PowerOff),
             FirmwareCall::SystemReset => ExitAction::Stop(StopReason::Reset),
-            // A VM has one vCPU: turning it off turns the VM off (PSCI 5.5.2: CPU_OFF of the
-            // last CPU), and suspending it is a wait.
-            FirmwareCall::CpuOff => ExitAction::Stop(StopReason::PowerOff),
+            FirmwareCall::CpuOff => {
+                self.power[vcpu] = VcpuPower::Off;
+                if self.power.iter().all(|p| *p == VcpuPower::Off) {
+                    // CPU_OFF of the last vCPU (DEN 0022 5.1.3): nothing can ever run again.
+                    ExitAction::Stop(StopReason::PowerOff)
+                } else {
+                    ExitAction::VcpuOff
+                }
+            }
             FirmwareCall::CpuSuspend => {
+                // A standby power state: returns (with success) after the next wake-up event.
                 regs.x[0] = psci::PSCI_SUCCESS;
                 ExitAction::Wait
             }
-            FirmwareCall::CpuOn { target, .. } => {
-                regs.x[0] = if target & 0xff_00ff_ffff == 0 { psci::PSCI_ALREADY_ON } else { psci::PSCI_INVALID_PARAMETERS };
+            FirmwareCall::CpuOn { target, entry, context_id } => {
+                regs.x[0] = match self.vcpu_of_mpidr(target) {
+                    None => psci::PSCI_INVALID_PARAMETERS,
+                    Some(index) => match self.power[index] {
+                        VcpuPower::On => psci::PSCI_ALREADY_ON,
+                        VcpuPower::Pending { .. } => psci::PSCI_ON_PENDING,
+                        VcpuPower::Off if !self.ram.contains(GuestPhysAddr::new(entry)) => psci::PSCI_INVALID_ADDRESS,
+                        VcpuPower::Off => {
+                            self.power[index] = VcpuPower::Pending { entry, context_id };
+                            kicks |= Kicks::vcpu(index);
+                            psci::PSCI_SUCCESS
+                        }
+                    },
+                };
                 ExitAction::Resume
             }
             FirmwareCall::AffinityInfo { target } => {
-                // AFFINITY_INFO: 0 = ON for the one vCPU, INVALID_PARAMETERS otherwise.
-                regs.x[0] = if target & 0xff_00ff_ffff == 0 { 0 } else { psci::PSCI_INVALID_PARAMETERS };
+                regs.x[0] = match self.vcpu_of_mpidr(target) {
+                    None => psci::PSCI_INVALID_PARAMETERS,
+                    Some(index) => match self.power[index] {
+                        VcpuPower::On => psci::AFFINITY_ON,
+                        VcpuPower::Off => psci::AFFINITY_OFF,
+                        VcpuPower::Pending { .. } => psci::AFFINITY_ON_PENDING,
+                    },
+                };
                 ExitAction::Resume
             }
-        }
+        };
+        ExitOutcome { action, kicks }
+    }
+
+    /// GIC system registers that trap: the SGI generation registers.
+    fn gic_sysreg(&mut self, vcpu: usize, regs: &mut GuestRegs, access: &exit::SysRegAccess) -> Option<ExitOutcome> {
+        let vgic = self.vgic.as_mut()?;
+        let kicks = if access.encoding == ICC_SGI1R_EL1 && !access.read {
+            vgic.sgi_from_icc_sgi1r(vcpu, regs.get(access.register))
+        } else if access.encoding == ICC_ASGI1R_EL1 || access.encoding == ICC_SGI0R_EL1 {
+            if access.read {
+                regs.set(access.register, 0);
+            }
+            Kicks::NONE
+        } else {
+            return None;
+        };
+        regs.pc += 4;
+        Some(ExitOutcome { action: ExitAction::Resume, kicks })
     }
 
     fn mmio(
@@ -288,19 +457,46 @@ impl VmDevices {
         access: MmioAccess,
         syndrome: &Syndrome,
         hw: &mut impl VcpuHardware,
-    ) -> ExitAction {
+    ) -> ExitOutcome {
         self.stats.mmio += 1;
-        let uart = AddrRange::from_start_size(GUEST_UART_BASE, guest_dtb::UART_WINDOW);
-        let in_uart = uart.is_some_and(|r| r.contains_span(access.ipa, u64::from(access.size)));
-        let result = if in_uart {
+        let mut kicks = Kicks::NONE;
+        let value = regs.get(access.register);
+        let window = |base: GuestPhysAddr, size: u64| {
+            AddrRange::from_start_size(base, size).is_some_and(|r| r.contains(access.ipa))
+        };
+        let result = if window(GUEST_UART_BASE, guest_dtb::UART_WINDOW) {
             let offset = access.ipa.offset_from(GUEST_UART_BASE);
             if access.write {
-                self.uart.write(offset, access.size, regs.get(access.register)).map(|()| None)
+                self.uart.write(offset, access.size, value).map(|()| None)
             } else {
                 self.uart.read(offset, access.size).map(Some)
             }
+        } else if let (Some(vgic), true) = (self.vgic.as_mut(), window(GUEST_GICD_BASE, GICD_WINDOW)) {
+            let offset = access.ipa.offset_from(GUEST_GICD_BASE);
+            if access.write {
+                vgic.dist_write(vcpu, offset, access.size, value).map(|k| {
+                    kicks = k;
+                    None
+                })
+            } else {
+                vgic.dist_read(vcpu, offset, access.size).map(Some)
+            }
+        } else if let (Some(vgic), true) = (
+            self.vgic.as_mut(),
+            matches!(self.gic_layout, Some(GuestGic::V3 { .. }))
+                && window(GUEST_GICR_BASE, GICR_STRIDE * self.power.len() as u64),
+        ) {
+            let offset = access.ipa.offset_from(GUEST_GICR_BASE);
+            if access.write {
+                vgic.redist_write(offset, access.size, value).map(|k| {
+                    kicks = k;
+                    None
+                })
+            } else {
+                vgic.redist_read(offset, access.size).map(Some)
+            }
         } else if access.write {
-            self.mmio.write(access.ipa, access.size, regs.get(access.register)).map(|()| None)
+            self.mmio.write(access.ipa, access.size, value).map(|()| None)
         } else {
             self.mmio.read(access.ipa, access.size).map(Some)
         };
@@ -311,7 +507,7 @@ impl VmDevices {
                 }
                 // IL (ESR bit 25) gives the instruction's length: 32-bit, or a 16-bit T32 one.
                 regs.pc += if syndrome.esr & (1 << 25) != 0 { 4 } else { 2 };
-                ExitAction::Resume
+                ExitOutcome { action: ExitAction::Resume, kicks }
             }
             Err(error) => {
                 let what = match error {
@@ -348,7 +544,15 @@ mod tests {
         load_address: None,
         entry: None,
         bootargs: "",
+        priority: 1,
+        slice_us: 10_000,
+        memory_placement: crate::vm::config::MemoryPlacement::Allocated,
+        passthrough: &[],
+        on_stop: crate::vm::config::OnStop::Stay,
+        psci_smc: true,
     };
+
+    static CONFIG_2: VmConfig = VmConfig { name: "pair", vcpus: 2, cpus: &[0, 1], ..CONFIG };
 
     #[derive(Default)]
     struct FakeEl1 {
@@ -368,13 +572,110 @@ mod tests {
 
     fn vm() -> VmDevices {
         let ram = AddrRange::from_start_size(GuestPhysAddr::new(0x4000_0000), 0x20_0000).unwrap();
-        VmDevices::new(&CONFIG, ram, sink)
+        VmDevices::new(&CONFIG, ram, sink, None)
+    }
+
+    fn vm_with_gic(version: GicVersion) -> VmDevices {
+        let ram = AddrRange::from_start_size(GuestPhysAddr::new(0x4000_0000), 0x20_0000).unwrap();
+        VmDevices::new(&CONFIG_2, ram, sink, Some(version))
+    }
+
+    fn outcome(vm: &mut VmDevices, vcpu: usize, regs: &mut GuestRegs, esr: u64, far: u64, hpfar: u64, hw: &mut FakeEl1) -> ExitOutcome {
+        let syndrome = Syndrome { esr, far, hpfar };
+        let exit = VmExit::decode(ExitKind::Sync, &syndrome);
+        vm.handle_exit(vcpu, regs, exit, &syndrome, hw)
     }
 
     fn run(vm: &mut VmDevices, regs: &mut GuestRegs, esr: u64, far: u64, hpfar: u64, hw: &mut FakeEl1) -> ExitAction {
-        let syndrome = Syndrome { esr, far, hpfar };
-        let exit = VmExit::decode(ExitKind::Sync, &syndrome);
-        vm.handle_exit(0, regs, exit, &syndrome, hw)
+        outcome(vm, 0, regs, esr, far, hpfar, hw).action
+    }
+
+    const HVC: u64 = 0x5a00_0000;
+
+    #[test]
+    fn cpu_on_affinity_info_cpu_off() {
+        let mut vm = vm_with_gic(GicVersion::V3);
+        let mut hw = FakeEl1::default();
+        let mut regs = GuestRegs::at_entry(0x4000_0000, 0);
+        // AFFINITY_INFO(1): off.
+        regs.x[..2].copy_from_slice(&[0xc400_0004, 1]);
+        outcome(&mut vm, 0, &mut regs, HVC, 0, 0, &mut hw);
+        assert_eq!(regs.x[0], psci::AFFINITY_OFF);
+        // CPU_ON(1, entry outside RAM): INVALID_ADDRESS.
+        regs.x[..4].copy_from_slice(&[0xc400_0003, 1, 0x1000, 7]);
+        outcome(&mut vm, 0, &mut regs, HVC, 0, 0, &mut hw);
+        assert_eq!(regs.x[0], psci::PSCI_INVALID_ADDRESS);
+        // CPU_ON(1): success, vCPU 1 is kicked and pending.
+        regs.x[..4].copy_from_slice(&[0xc400_0003, 1, 0x4000_1000, 7]);
+        let o = outcome(&mut vm, 0, &mut regs, HVC, 0, 0, &mut hw);
+        assert_eq!(regs.x[0], psci::PSCI_SUCCESS);
+        assert!(o.kicks.contains(1));
+        assert_eq!(vm.power[1], VcpuPower::Pending { entry: 0x4000_1000, context_id: 7 });
+        regs.x[..2].copy_from_slice(&[0xc400_0004, 1]);
+        outcome(&mut vm, 0, &mut regs, HVC, 0, 0, &mut hw);
+        assert_eq!(regs.x[0], psci::AFFINITY_ON_PENDING);
+        // Again: ON_PENDING; for a vCPU that does not exist: INVALID_PARAMETERS.
+        regs.x[..4].copy_from_slice(&[0xc400_0003, 1, 0x4000_1000, 7]);
+        outcome(&mut vm, 0, &mut regs, HVC, 0, 0, &mut hw);
+        assert_eq!(regs.x[0], psci::PSCI_ON_PENDING);
+        regs.x[..4].copy_from_slice(&[0xc400_0003, 5, 0x4000_1000, 7]);
+        outcome(&mut vm, 0, &mut regs, HVC, 0, 0, &mut hw);
+        assert_eq!(regs.x[0], psci::PSCI_INVALID_PARAMETERS);
+        // CPU_ON of itself: ALREADY_ON.
+        regs.x[..4].copy_from_slice(&[0xc400_0003, 0, 0x4000_1000, 7]);
+        outcome(&mut vm, 0, &mut regs, HVC, 0, 0, &mut hw);
+        assert_eq!(regs.x[0], psci::PSCI_ALREADY_ON);
+        // vCPU 1 runs, then CPU_OFF: it turns off; the VM goes on.
+        vm.power[1] = VcpuPower::On;
+        regs.x[0] = 0x8400_0002;
+        assert_eq!(outcome(&mut vm, 1, &mut regs, HVC, 0, 0, &mut hw).action, ExitAction::VcpuOff);
+        // The last vCPU's CPU_OFF powers the VM off.
+        regs.x[0] = 0x8400_0002;
+        assert_eq!(outcome(&mut vm, 0, &mut regs, HVC, 0, 0, &mut hw).action, ExitAction::Stop(StopReason::PowerOff));
+    }
+
+    #[test]
+    fn sgi_through_icc_sgi1r_kicks_the_target() {
+        let mut vm = vm_with_gic(GicVersion::V3);
+        let mut hw = FakeEl1::default();
+        // Enable SGI 3 on vCPU 1: its SGI frame ISENABLER0 (0x20000 + 0x10000 + 0x100).
+        vm.vgic.as_mut().unwrap().redist_write(0x3_0100, 4, 1 << 3).unwrap();
+        vm.vgic.as_mut().unwrap().dist_write(0, 0, 4, 0x12).unwrap();
+        let mut regs = GuestRegs::at_entry(0x4000_0000, 0);
+        // msr icc_sgi1r_el1, x1 with INTID 3, target list {vCPU 1}.
+        regs.x[1] = (3 << 24) | 0b10;
+        let iss = (3 << 20) | (5 << 17) | (0 << 14) | (12 << 10) | (1 << 5) | (11 << 1);
+        let o = outcome(&mut vm, 0, &mut regs, (0x18 << 26) | (1 << 25) | iss, 0, 0, &mut hw);
+        assert_eq!(o.action, ExitAction::Resume);
+        assert!(o.kicks.contains(1));
+        assert_eq!(regs.pc, 0x4000_0004);
+        assert!(vm.vgic.as_ref().unwrap().has_deliverable(1));
+    }
+
+    #[test]
+    fn gicd_is_emulated_when_the_vm_has_a_gic() {
+        let mut vm = vm_with_gic(GicVersion::V2);
+        let mut hw = FakeEl1::default();
+        let mut regs = GuestRegs::at_entry(0x4000_0000, 0);
+        // ldr w3, [GICD_TYPER]
+        let esr = (0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 22) | (3 << 16) | 0b111;
+        outcome(&mut vm, 0, &mut regs, esr, 0x0800_0004, 0x8000 << 4, &mut hw);
+        assert!(hw.injected.is_empty());
+        // ITLinesNumber = 64 SPIs / 32 = 2 (32 * (N + 1) interrupts), CPUNumber = 1.
+        assert_eq!(regs.x[3] & 0x1f, 2);
+        assert_eq!((regs.x[3] >> 5) & 0x7, 1);
+    }
+
+    #[test]
+    fn smc_is_not_psci_unless_configured() {
+        let ram = AddrRange::from_start_size(GuestPhysAddr::new(0x4000_0000), 0x20_0000).unwrap();
+        static NO_SMC: VmConfig = VmConfig { psci_smc: false, ..CONFIG };
+        let mut vm = VmDevices::new(&NO_SMC, ram, sink, None);
+        let mut hw = FakeEl1::default();
+        let mut regs = GuestRegs::at_entry(0x4000_0000, 0x8400_0000);
+        assert_eq!(run(&mut vm, &mut regs, 0x5e00_0000, 0, 0, &mut hw), ExitAction::Resume);
+        assert_eq!(regs.x[0], psci::NOT_SUPPORTED);
+        assert_eq!(regs.pc, 0x4000_0004);
     }
 
     #[test]

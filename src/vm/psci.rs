@@ -10,6 +10,16 @@ pub const PSCI_SUCCESS: u64 = 0;
 pub const PSCI_INVALID_PARAMETERS: u64 = -2i64 as u64;
 /// PSCI ALREADY_ON.
 pub const PSCI_ALREADY_ON: u64 = -4i64 as u64;
+/// PSCI ON_PENDING.
+pub const PSCI_ON_PENDING: u64 = -5i64 as u64;
+/// PSCI INVALID_ADDRESS.
+pub const PSCI_INVALID_ADDRESS: u64 = -9i64 as u64;
+/// AFFINITY_INFO results (DEN 0022, 5.1.5): the affinity instance is ON, OFF, or ON_PENDING.
+pub const AFFINITY_ON: u64 = 0;
+/// See [`AFFINITY_ON`].
+pub const AFFINITY_OFF: u64 = 1;
+/// See [`AFFINITY_ON`].
+pub const AFFINITY_ON_PENDING: u64 = 2;
 
 /// SMCCC version 1.1 (major in 30:16, minor in 15:0).
 pub const SMCCC_VERSION_1_1: u64 = 0x1_0001;

@@ -1,39 +1,81 @@
-//! Building a VM in real memory and running its vCPU on this CPU.
+//! VMs in real memory, and the per-CPU loop that runs their vCPUs.
 //!
 //! A VM gets physically contiguous RAM from the frame allocator (2 MiB aligned, so stage 2 maps
-//! it with blocks), a stage-2 table that maps exactly that RAM and nothing else (every other
-//! guest-physical address faults to EL2: emulated devices, or an injected abort), its image and
-//! device tree copied in, and a vCPU that enters at the image's entry point in EL1h with
-//! x0 = the DTB (Linux booting.rst).
+//! it with blocks), a stage-2 table that maps exactly that RAM (plus, with a GICv2, the hardware
+//! virtual CPU interface at its GICC address) and nothing else: every other guest-physical
+//! address faults to EL2, where it is an emulated device or an injected abort.
+//!
+//! # The per-CPU loop
+//!
+//! Each physical CPU owns the vCPUs placed on it (vCPU n of a VM runs on `cpus[n % cpus.len()]`
+//! of its config) and a [`RunQueue`]. It loops: bring its vCPUs up to date with their VMs
+//! (CPU_ON, a VM stopping or restarting, interrupts that wake a vCPU in WFI), ask the run queue
+//! what to run and until when, arm the EL2 physical timer (CNTHP) for that deadline, switch the
+//! vCPU in if it is not loaded, refresh its list registers, and enter it. Every exit comes back
+//! here; a physical interrupt (the CNTHP deadline, a kick from another CPU, the virtual timer) is
+//! a scheduling point, and so is an exit whose handler says the vCPU waits, yields, turns off or
+//! stops its VM.
+//!
+//! # Context switch
+//!
+//! A vCPU's state lives in hardware while it is loaded and in its [`HostedVcpu`] otherwise:
+//! general registers (always in memory, the exit path saves them), FP/SIMD, the EL1 system
+//! registers including the virtual timer, the virtual GIC CPU interface (list registers, VMCR,
+//! APRs, HCR), and the VM's VTTBR/VTCR, VMPIDR and CNTVOFF. Switching happens only when the run
+//! queue picks another vCPU, never on a trap that returns to the same one.
+//!
+//! # Stopping and restarting a VM
+//!
+//! A VM's vCPUs may be spread over several CPUs. The CPU whose vCPU stops the VM marks it
+//! `Stopping` with the set of CPUs that host its vCPUs and kicks them; each tears its vCPUs down
+//! at its next scheduling point and clears its bit. The last one out either leaves the VM
+//! stopped or, for a reset or an `on_stop = "restart"`, reloads its images and starts vCPU 0
+//! again, so no vCPU of the old run can touch the new one's memory.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use spin::Mutex;
 
 use crate::addr::{AddrRange, GuestPhysAddr, PhysAddr};
-use crate::arch::aarch64::{cpu, exception, mmu, virt};
+use crate::arch::aarch64::gic::{HostGic, VirtualCpuInterfaceState};
+use crate::arch::aarch64::{cpu, exception, firmware, fp, mmu, timer, virt};
 use crate::mm::frame::{FrameAllocator, FrameError};
 use crate::mm::pagetable::{MapError, MemoryAttributes, Permissions, Stage2Tables};
 use crate::mm::tables::FrameTables;
-use crate::vm::config::{ImageKind, VmConfig, GUEST_RAM_BASE};
+use crate::sched::{RunQueue, VcpuRef, VcpuState};
+use crate::vgic::{GicVersion, Kicks, ListRegister};
+use crate::vm::config::{ImageKind, MemoryPlacement, OnStop, VmConfig, GUEST_RAM_BASE};
 use crate::vm::exit::VmExit;
-use crate::vm::guest_dtb::{self, GuestDtbSpec};
+use crate::vm::guest_dtb::{self, GuestDtbSpec, GICC_WINDOW};
 use crate::vm::inject::Injection;
 use crate::vm::regs::GuestRegs;
-use crate::vm::{ExitAction, StopReason, VcpuHardware, VmDevices, GUEST_UART_BASE};
+use crate::vm::{
+    ExitAction, StopReason, VcpuHardware, VcpuPower, VmDevices, GUEST_GICC_BASE, GUEST_UART_BASE,
+    VTIMER_INTID,
+};
 
 /// Stage-2 blocks are 2 MiB: guest RAM is allocated at that alignment.
 const RAM_ALIGN: u64 = 2 << 20;
 /// The guest DTB sits at the start of the last 2 MiB of RAM (booting.rst: 8-byte aligned, at most
 /// 2 MiB, anywhere in RAM).
 const DTB_REGION: u64 = 2 << 20;
-/// Restarts (PSCI SYSTEM_RESET) allowed within [`RESET_WINDOW_SECONDS`] before Bulkhead decides
-/// the VM is crash-looping and stops it.
-const MAX_RESETS_IN_WINDOW: usize = 5;
-const RESET_WINDOW_SECONDS: u64 = 10;
+/// Restarts allowed within [`RESTART_WINDOW_SECONDS`] before Bulkhead decides the VM is
+/// crash-looping and leaves it stopped.
+const MAX_RESTARTS_IN_WINDOW: usize = 5;
+const RESTART_WINDOW_SECONDS: u64 = 10;
+/// The SGI one CPU sends another to make it look at its vCPUs again.
+pub const KICK_SGI: u8 = 0;
+/// Why a run-queue operation on a hosted vCPU cannot fail: every hosted vCPU was added to the
+/// run queue when the runtime was made.
+const HOSTED: &str = "hosted vCPUs are in this CPU's run queue";
+/// Most list registers any GIC has (ICH_VTR_EL2.ListRegs is 4 bits).
+const MAX_LIST_REGISTERS: usize = 16;
 
-/// Guest exits on all CPUs, counted only for the `selftest-panic` test build.
-#[cfg(feature = "selftest-panic")]
-pub static SELFTEST_EXITS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// VMs not yet stopped for good; when it reaches zero the machine powers off.
+static VMS_ALIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// Why a VM could not be built.
 #[derive(Debug)]
@@ -46,6 +88,8 @@ pub enum VmBuildError {
     Dtb(guest_dtb::GuestDtbError),
     /// Its image and device tree do not fit in its RAM together.
     NoRoomForDtb,
+    /// Its identity-mapped RAM is not free host RAM.
+    IdentityRange(PhysAddr),
 }
 
 impl fmt::Display for VmBuildError {
@@ -55,24 +99,294 @@ impl fmt::Display for VmBuildError {
             Self::Stage2(e) => write!(f, "stage-2 tables: {e}"),
             Self::Dtb(e) => write!(f, "{e}"),
             Self::NoRoomForDtb => write!(f, "the image leaves no room for the device tree in the last 2 MiB of RAM"),
+            Self::IdentityRange(base) => write!(f, "memory_base {base}: that range is not free host RAM"),
         }
     }
 }
 
+/// Where a VM is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lifecycle {
+    /// Its vCPUs run.
+    Running,
+    /// Stopping: the CPUs in `cpus` (a bit per physical CPU) still have to tear their vCPUs of it
+    /// down; then it restarts or stays stopped.
+    Stopping { cpus: u64, restart: bool },
+    /// Stopped for good (until the console starts it).
+    Stopped,
+}
+
+/// The mutable part of a VM, shared by the CPUs that run its vCPUs.
+pub struct VmShared {
+    /// Devices, vGIC, power states, counters.
+    pub devices: VmDevices,
+    lifecycle: Lifecycle,
+    /// Number of the current run (boot); vCPUs of an older run are torn down.
+    boot: u64,
+    /// Where vCPU 0 starts, and its x0 (the DTB).
+    entry: GuestPhysAddr,
+    dtb: GuestPhysAddr,
+    /// Counter values of recent restarts.
+    restarts: Vec<u64>,
+}
+
 /// A VM in memory.
 pub struct Vm {
+    /// Its index in the config.
+    pub index: usize,
     /// Its validated configuration.
     pub config: &'static VmConfig,
     /// Its VMID (tags its TLB entries).
     pub vmid: u16,
     /// Where its RAM is in host physical memory.
     pub ram_host: AddrRange<PhysAddr>,
-    /// Its stage-2 tables.
+    /// Where its RAM is in its own guest-physical space.
+    pub ram: AddrRange<GuestPhysAddr>,
+    /// Its stage-2 tables (never changed after the build).
     pub stage2: Stage2Tables,
-    /// Its devices and bookkeeping.
-    pub devices: VmDevices,
-    /// Counter values of recent resets.
-    resets: Vec<u64>,
+    /// Its virtual counter offset (CNTVOFF_EL2): the physical count when it was built, so its
+    /// virtual counter starts near zero.
+    pub cntvoff: u64,
+    /// What the exit handlers change.
+    pub shared: Mutex<VmShared>,
+}
+
+/// The physical CPU vCPU `vcpu` of VM `config` is placed on.
+pub fn placement(config: &VmConfig, vcpu: usize) -> usize {
+    config.cpus[vcpu % config.cpus.len()]
+}
+
+/// The physical CPUs (a bit each) hosting any vCPU of `config`.
+fn host_cpus(config: &VmConfig) -> u64 {
+    (0..config.vcpus).fold(0, |mask, vcpu| mask | 1 << placement(config, vcpu))
+}
+
+impl Vm {
+    /// Builds VM `index` (`config`) with VMID `vmid`: RAM, stage 2, devices, images.
+    pub fn build(
+        index: usize,
+        config: &'static VmConfig,
+        vmid: u16,
+        frames: &mut FrameAllocator,
+        gic: &HostGic,
+    ) -> Result<Self, VmBuildError> {
+        let size = config.memory_bytes;
+        let (host, ipa_base) = match config.memory_placement {
+            MemoryPlacement::Allocated => {
+                (frames.alloc(size, RAM_ALIGN).map_err(VmBuildError::Memory)?, GUEST_RAM_BASE)
+            }
+            MemoryPlacement::Identity { base } => {
+                let range = AddrRange::from_start_size(PhysAddr::new(base), size)
+                    .ok_or(VmBuildError::IdentityRange(PhysAddr::new(base)))?;
+                if !frames.take(range) {
+                    return Err(VmBuildError::IdentityRange(PhysAddr::new(base)));
+                }
+                (PhysAddr::new(base), GuestPhysAddr::new(base))
+            }
+        };
+        let ram_host = AddrRange::from_start_size(host, size).ok_or(VmBuildError::Memory(FrameError::BadRequest))?;
+        let ram = AddrRange::from_start_size(ipa_base, size).ok_or(VmBuildError::Memory(FrameError::BadRequest))?;
+        let mut tables = FrameTables::new(frames);
+        let ipa_bits = mmu::physical_address_bits().min(48);
+        let mut stage2 = Stage2Tables::new(&mut tables, ipa_bits).map_err(VmBuildError::Stage2)?;
+        stage2
+            .map(&mut tables, ipa_base, host, size, MemoryAttributes::normal(Permissions::READ_WRITE_EXECUTE))
+            .map_err(VmBuildError::Stage2)?;
+        // GICv2: the guest's CPU interface is the hardware's virtual one (GICV).
+        if let Some(gicv) = gic.gicv_region() {
+            stage2
+                .map(&mut tables, GUEST_GICC_BASE, gicv.start, GICC_WINDOW, MemoryAttributes::device(Permissions::READ_WRITE))
+                .map_err(VmBuildError::Stage2)?;
+        }
+        for device in config.passthrough {
+            stage2
+                .map(
+                    &mut tables,
+                    GuestPhysAddr::new(device.base),
+                    PhysAddr::new(device.base),
+                    device.size,
+                    MemoryAttributes::device(Permissions::READ_WRITE),
+                )
+                .map_err(VmBuildError::Stage2)?;
+        }
+        let version = match gic {
+            HostGic::V2(_) => GicVersion::V2,
+            HostGic::V3(_) => GicVersion::V3,
+        };
+        let devices = VmDevices::new(config, ram, crate::console::guest_line, Some(version));
+        let shared = VmShared {
+            devices,
+            lifecycle: Lifecycle::Running,
+            boot: 1,
+            entry: ipa_base,
+            dtb: ipa_base,
+            restarts: Vec::new(),
+        };
+        let vm = Self { index, config, vmid, ram_host, ram, stage2, cntvoff: cpu::counter(), shared: Mutex::new(shared) };
+        {
+            let mut shared = vm.shared.lock();
+            vm.load(&mut shared)?;
+        }
+        VMS_ALIVE.fetch_add(1, Ordering::SeqCst);
+        Ok(vm)
+    }
+
+    /// Host address of guest-physical `ipa`, which must be inside guest RAM.
+    fn host_ptr(&self, ipa: GuestPhysAddr) -> *mut u8 {
+        let offset = ipa.offset_from(self.ram.start);
+        self.ram_host.start.add(offset).to_identity_virt().as_mut_ptr()
+    }
+
+    /// Copies `bytes` into guest RAM at `ipa`. The range was validated by the caller.
+    fn copy_to_guest(&self, ipa: GuestPhysAddr, bytes: &[u8]) {
+        assert!(self.ram.contains_span(ipa, bytes.len() as u64), "copy outside guest RAM");
+        // SAFETY: the destination lies in this VM's RAM (checked above), which is identity-mapped
+        // and used by nothing but this VM, none of whose vCPUs runs (the caller holds the shared
+        // lock in the Running-after-Stopping transition or at build time).
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.host_ptr(ipa), bytes.len()) };
+    }
+
+    /// Resets guest RAM and loads the image and the device tree; records the entry point and
+    /// the DTB's address in `shared`.
+    fn load(&self, shared: &mut VmShared) -> Result<(), VmBuildError> {
+        let config = self.config;
+        // A fresh VM sees zeroed RAM, never a previous run's (or a previous owner's) data.
+        // SAFETY: the whole range is this VM's RAM, identity-mapped; none of its vCPUs runs.
+        unsafe { core::ptr::write_bytes(self.host_ptr(self.ram.start), 0, config.memory_bytes as usize) };
+        let load = match (config.image.kind, config.load_address) {
+            (_, Some(address)) => address,
+            (ImageKind::LinuxImage, None) => self.ram.start.add(0x8_0000),
+            (ImageKind::Raw, None) => self.ram.start,
+        };
+        let entry = config.entry.unwrap_or(load);
+        let dtb_ipa = GuestPhysAddr::new(self.ram.end.as_u64() - DTB_REGION);
+        if load.as_u64() + config.image.bytes.len() as u64 > dtb_ipa.as_u64() {
+            return Err(VmBuildError::NoRoomForDtb);
+        }
+        self.copy_to_guest(load, config.image.bytes);
+        let dtb = guest_dtb::build(&GuestDtbSpec {
+            vm_name: config.name,
+            memory: self.ram,
+            vcpus: config.vcpus,
+            uart_base: GUEST_UART_BASE,
+            bootargs: config.bootargs,
+            initrd: None,
+            gic: shared.devices.gic_layout,
+        })
+        .map_err(VmBuildError::Dtb)?;
+        if dtb.len() as u64 > DTB_REGION {
+            return Err(VmBuildError::NoRoomForDtb);
+        }
+        self.copy_to_guest(dtb_ipa, &dtb);
+        // The guest starts with its MMU and caches off: make what was written visible in memory.
+        cpu::clean_dcache_range(self.host_ptr(self.ram.start) as usize, config.memory_bytes as usize);
+        cpu::invalidate_icache();
+        shared.entry = entry;
+        shared.dtb = dtb_ipa;
+        Ok(())
+    }
+
+    /// Whether a restart now would make this a crash loop.
+    fn too_many_restarts(shared: &mut VmShared) -> bool {
+        let now = cpu::counter();
+        let window = RESTART_WINDOW_SECONDS * cpu::counter_frequency();
+        shared.restarts.retain(|&t| now.wrapping_sub(t) < window);
+        shared.restarts.push(now);
+        shared.restarts.len() > MAX_RESTARTS_IN_WINDOW
+    }
+
+    /// Starts stopping the VM for `reason` (reported once, here). Returns the CPUs to kick.
+    fn begin_stop(&self, shared: &mut VmShared, reason: StopReason) -> u64 {
+        if shared.lifecycle != Lifecycle::Running {
+            return 0;
+        }
+        shared.devices.uart.flush();
+        let name = self.config.name;
+        let wants_restart = match reason {
+            StopReason::Reset => {
+                log::info!("vm {name}: reset (PSCI SYSTEM_RESET): restarting with fresh images");
+                true
+            }
+            StopReason::PowerOff => {
+                log::info!("vm {name}: powered off (PSCI SYSTEM_OFF); {} exits", shared.devices.stats.total);
+                self.config.on_stop == OnStop::Restart
+            }
+            StopReason::Fault(report) => {
+                log::error!("vm {name} stopped: {report}");
+                self.config.on_stop == OnStop::Restart
+            }
+        };
+        let restart = wants_restart && !Self::too_many_restarts(shared);
+        if wants_restart && !restart {
+            log::warn!("vm {name}: stopped: more than {MAX_RESTARTS_IN_WINDOW} restarts in {RESTART_WINDOW_SECONDS} s");
+        } else if restart && reason != StopReason::Reset {
+            log::info!("vm {name}: restarting (on_stop = \"restart\")");
+        }
+        let cpus = host_cpus(self.config);
+        shared.lifecycle = Lifecycle::Stopping { cpus, restart };
+        cpus
+    }
+
+    /// CPU `cpu` has torn down its vCPUs of this VM. The last CPU out finishes the stop.
+    fn release(&self, shared: &mut VmShared, cpu: usize) {
+        let Lifecycle::Stopping { cpus, restart } = shared.lifecycle else { return };
+        let remaining = cpus & !(1 << cpu);
+        if remaining != 0 {
+            shared.lifecycle = Lifecycle::Stopping { cpus: remaining, restart };
+            return;
+        }
+        if restart {
+            shared.devices.reset(self.config.vcpus);
+            match self.load(shared) {
+                Ok(()) => {
+                    shared.boot += 1;
+                    shared.lifecycle = Lifecycle::Running;
+                    return;
+                }
+                Err(error) => log::error!("vm {}: cannot restart: {error}", self.config.name),
+            }
+        }
+        shared.lifecycle = Lifecycle::Stopped;
+        if VMS_ALIVE.fetch_sub(1, Ordering::SeqCst) == 1 {
+            log::info!("all VMs have stopped: powering off");
+            if let Some(conduit) = crate::boot::firmware_conduit() {
+                firmware::system_off(conduit);
+            }
+        }
+    }
+}
+
+/// One vCPU as the CPU hosting it keeps it while it is not loaded.
+struct HostedVcpu {
+    vm: &'static Vm,
+    vcpu: usize,
+    /// The run of its VM this vCPU belongs to; 0 = not started.
+    boot: u64,
+    /// It has been started in the current run and not turned off.
+    active: bool,
+    regs: GuestRegs,
+    el1: virt::El1State,
+    fp: fp::FpState,
+    gic: VirtualCpuInterfaceState,
+    /// Bulkhead masked its virtual timer (CNTV_CTL_EL0.IMASK) while the virtual interrupt is
+    /// delivered; the guest's EOI unmasks it.
+    vtimer_masked: bool,
+}
+
+impl HostedVcpu {
+    fn id(&self) -> VcpuRef {
+        VcpuRef { vm: self.vm.index, vcpu: self.vcpu }
+    }
+
+    /// Resets the vCPU to start at `entry` with `x0`.
+    fn start(&mut self, entry: u64, x0: u64) {
+        self.regs = GuestRegs::at_entry(entry, x0);
+        self.el1 = virt::El1State::reset();
+        self.fp = fp::FpState::default();
+        self.gic = VirtualCpuInterfaceState::default();
+        self.vtimer_masked = false;
+        self.active = true;
+    }
 }
 
 /// The real EL1 registers of this CPU, for exit handlers.
@@ -87,148 +401,357 @@ impl VcpuHardware for El1Hardware {
     }
 }
 
-impl Vm {
-    /// Builds VM `config` with VMID `vmid`: RAM, stage 2, images.
-    pub fn build(config: &'static VmConfig, vmid: u16, frames: &mut FrameAllocator) -> Result<Self, VmBuildError> {
-        let size = config.memory_bytes;
-        let host = frames.alloc(size, RAM_ALIGN).map_err(VmBuildError::Memory)?;
-        let ram_host = AddrRange::from_start_size(host, size).ok_or(VmBuildError::Memory(FrameError::BadRequest))?;
-        let ram = AddrRange::from_start_size(GUEST_RAM_BASE, size).ok_or(VmBuildError::Memory(FrameError::BadRequest))?;
-        let mut tables = FrameTables::new(frames);
-        let ipa_bits = mmu::physical_address_bits().min(48);
-        let mut stage2 = Stage2Tables::new(&mut tables, ipa_bits).map_err(VmBuildError::Stage2)?;
-        stage2
-            .map(&mut tables, GUEST_RAM_BASE, host, size, MemoryAttributes::normal(Permissions::READ_WRITE_EXECUTE))
-            .map_err(VmBuildError::Stage2)?;
-        let devices = VmDevices::new(config, ram, crate::console::guest_line);
-        let vm = Self { config, vmid, ram_host, stage2, devices, resets: Vec::new() };
-        Ok(vm)
-    }
+/// One physical CPU's scheduler and vCPUs.
+pub struct CpuRuntime {
+    index: usize,
+    gic: &'static HostGic,
+    run_queue: RunQueue,
+    vcpus: Vec<Box<HostedVcpu>>,
+    /// Index into `vcpus` of the vCPU whose state is in the hardware.
+    loaded: Option<usize>,
+    lr_count: usize,
+}
 
-    /// Host address of guest-physical `ipa`, which must be inside guest RAM.
-    fn host_ptr(&self, ipa: GuestPhysAddr) -> *mut u8 {
-        let offset = ipa.offset_from(GUEST_RAM_BASE);
-        self.ram_host.start.add(offset).to_identity_virt().as_mut_ptr()
-    }
-
-    /// Copies `bytes` into guest RAM at `ipa`. The range was validated by the caller.
-    fn copy_to_guest(&mut self, ipa: GuestPhysAddr, bytes: &[u8]) {
-        assert!(self.devices.ram.contains_span(ipa, bytes.len() as u64), "copy outside guest RAM");
-        // SAFETY: the destination lies in this VM's RAM (checked above), which is identity-mapped
-        // and not used by anything but this VM, which is not running.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.host_ptr(ipa), bytes.len()) };
-    }
-
-    /// Resets guest RAM and loads the image and the device tree. Returns the entry point and the
-    /// DTB's guest-physical address.
-    fn load(&mut self) -> Result<(GuestPhysAddr, GuestPhysAddr), VmBuildError> {
-        let config = self.config;
-        // A fresh VM sees zeroed RAM, never a previous run's (or a previous owner's) data.
-        // SAFETY: the whole range is this VM's RAM, identity-mapped; the VM is not running.
-        unsafe { core::ptr::write_bytes(self.host_ptr(GUEST_RAM_BASE), 0, config.memory_bytes as usize) };
-        let load = match (config.image.kind, config.load_address) {
-            (_, Some(address)) => address,
-            (ImageKind::LinuxImage, None) => GUEST_RAM_BASE.add(0x8_0000),
-            (ImageKind::Raw, None) => GUEST_RAM_BASE,
-        };
-        let entry = config.entry.unwrap_or(load);
-        let dtb_ipa = self.devices.ram.end.align_down(RAM_ALIGN);
-        let dtb_ipa = if dtb_ipa == self.devices.ram.end { GuestPhysAddr::new(dtb_ipa.as_u64() - DTB_REGION) } else { dtb_ipa };
-        if load.as_u64() + config.image.bytes.len() as u64 > dtb_ipa.as_u64() {
-            return Err(VmBuildError::NoRoomForDtb);
+impl CpuRuntime {
+    /// The runtime of CPU `index`, hosting every vCPU placed on it.
+    pub fn new(index: usize, gic: &'static HostGic, vms: &'static [Vm]) -> Self {
+        let schedule = crate::vms::SCHEDULES.iter().find(|s| s.cpu == index);
+        let mut run_queue = RunQueue::new(cpu::counter_frequency(), schedule, cpu::counter());
+        let mut vcpus = Vec::new();
+        for vm in vms {
+            for vcpu in (0..vm.config.vcpus).filter(|&v| placement(vm.config, v) == index) {
+                let id = VcpuRef { vm: vm.index, vcpu };
+                run_queue
+                    .add(id, vm.config.priority, vm.config.slice_us, VcpuState::Off)
+                    .expect("each vCPU is placed on exactly one CPU");
+                vcpus.push(Box::new(HostedVcpu {
+                    vm,
+                    vcpu,
+                    boot: 0,
+                    active: false,
+                    regs: GuestRegs::default(),
+                    el1: virt::El1State::reset(),
+                    fp: fp::FpState::default(),
+                    gic: VirtualCpuInterfaceState::default(),
+                    vtimer_masked: false,
+                }));
+            }
         }
-        self.copy_to_guest(load, config.image.bytes);
-        let dtb = guest_dtb::build(&GuestDtbSpec {
-            vm_name: config.name,
-            memory: self.devices.ram,
-            vcpus: config.vcpus,
-            uart_base: GUEST_UART_BASE,
-            bootargs: config.bootargs,
-            initrd: None,
-        })
-        .map_err(VmBuildError::Dtb)?;
-        if dtb.len() as u64 > DTB_REGION {
-            return Err(VmBuildError::NoRoomForDtb);
-        }
-        self.copy_to_guest(dtb_ipa, &dtb);
-        // The guest starts with its MMU and caches off: make what was written visible in memory.
-        cpu::clean_dcache_range(self.host_ptr(GUEST_RAM_BASE) as usize, self.config.memory_bytes as usize);
-        cpu::invalidate_icache();
-        Ok((entry, dtb_ipa))
+        let lr_count = gic.list_register_count().min(MAX_LIST_REGISTERS);
+        Self { index, gic, run_queue, vcpus, loaded: None, lr_count }
     }
 
-    /// Whether a reset now would make this a crash loop.
-    fn too_many_resets(&mut self) -> bool {
-        let now = cpu::counter();
-        let window = RESET_WINDOW_SECONDS * cpu::counter_frequency();
-        self.resets.retain(|&t| now.wrapping_sub(t) < window);
-        self.resets.push(now);
-        self.resets.len() > MAX_RESETS_IN_WINDOW
-    }
-
-    /// Runs the VM on this CPU until it stops for good (powers off, faults, or crash-loops).
-    pub fn run(&mut self) -> StopReason {
+    /// Runs this CPU's vCPUs forever.
+    pub fn run(&mut self) -> ! {
         loop {
-            let reason = match self.load() {
-                Ok((entry, dtb)) => {
-                    log::info!(
-                        "vm {}: starting: {} MiB RAM at IPA {} (PA {}), entry {entry}, DTB at {dtb}",
-                        self.config.name,
-                        self.config.memory_bytes >> 20,
-                        GUEST_RAM_BASE,
-                        self.ram_host.start
-                    );
-                    self.run_vcpu(0, GuestRegs::at_entry(entry.as_u64(), dtb.as_u64()))
-                }
-                Err(error) => {
-                    log::error!("vm {}: cannot start: {error}", self.config.name);
-                    return StopReason::PowerOff;
-                }
-            };
-            self.devices.uart.flush();
-            match reason {
-                StopReason::Reset if !self.too_many_resets() => {
-                    log::info!("vm {}: reset (PSCI SYSTEM_RESET): restarting with fresh images", self.config.name);
-                }
-                StopReason::Reset => {
-                    log::warn!(
-                        "vm {}: stopped: more than {MAX_RESETS_IN_WINDOW} resets in {RESET_WINDOW_SECONDS} s",
-                        self.config.name
-                    );
-                    return reason;
-                }
-                StopReason::PowerOff => {
-                    log::info!("vm {}: powered off (PSCI SYSTEM_OFF); {} exits", self.config.name, self.devices.stats.total);
-                    return reason;
-                }
-                StopReason::Fault(report) => {
-                    log::error!("vm {} stopped: {report}", self.config.name);
-                    return reason;
+            if crate::panic::stopping() {
+                cpu::halt();
+            }
+            self.refresh_all();
+            let now = cpu::counter();
+            let decision = self.run_queue.pick(now);
+            match decision.deadline {
+                Some(deadline) => timer::arm_hyp_timer(deadline),
+                None => timer::disarm_hyp_timer(),
+            }
+            match decision.run.and_then(|id| self.slot_of(id)) {
+                Some(slot) => self.run_slot(slot),
+                None => {
+                    // Nothing to run: wait for an interrupt (the CNTHP deadline, a kick, a loaded
+                    // vCPU's virtual timer). WFI wakes on a pending interrupt even with PSTATE.I
+                    // set, which it always is at EL2.
+                    aarch64_cpu::asm::wfi();
+                    self.drain_interrupts();
                 }
             }
         }
     }
 
-    fn run_vcpu(&mut self, vcpu: usize, mut regs: GuestRegs) -> StopReason {
-        let tables_root = self.stage2.root();
-        virt::load_vm(self.vmid, tables_root, self.stage2.vtcr_el2_t0sz(), self.stage2.vtcr_el2_sl0(), vcpu);
-        // New contents in this VMID's memory: no TLB entry from an earlier run may survive.
-        virt::flush_vm_tlb();
-        virt::restore_el1(&virt::El1State::reset());
+    fn set_state(&mut self, id: VcpuRef, state: VcpuState) {
+        self.run_queue.set_state(id, state).expect(HOSTED);
+    }
+
+    fn wake(&mut self, id: VcpuRef) {
+        self.run_queue.wake(id).expect(HOSTED);
+    }
+
+    fn slot_of(&self, id: VcpuRef) -> Option<usize> {
+        self.vcpus.iter().position(|v| v.id() == id)
+    }
+
+    /// Brings every hosted vCPU up to date with its VM.
+    fn refresh_all(&mut self) {
+        for slot in 0..self.vcpus.len() {
+            self.refresh(slot);
+        }
+    }
+
+    fn refresh(&mut self, slot: usize) {
+        let vm = self.vcpus[slot].vm;
+        let vcpu = self.vcpus[slot].vcpu;
+        let id = self.vcpus[slot].id();
+        let mut shared = vm.shared.lock();
+        match shared.lifecycle {
+            Lifecycle::Stopping { cpus, .. } => {
+                self.teardown(slot);
+                if cpus & (1 << self.index) != 0 && self.hosts_no_active_vcpu_of(vm) {
+                    vm.release(&mut shared, self.index);
+                    let kicks = host_cpus(vm.config) & !(1 << self.index);
+                    drop(shared);
+                    self.kick_cpus(kicks);
+                }
+            }
+            Lifecycle::Stopped => self.teardown(slot),
+            Lifecycle::Running => {
+                if self.vcpus[slot].boot != shared.boot {
+                    self.teardown(slot);
+                    self.vcpus[slot].boot = shared.boot;
+                    if vcpu == 0 {
+                        let (entry, dtb) = (shared.entry.as_u64(), shared.dtb.as_u64());
+                        self.vcpus[slot].start(entry, dtb);
+                        self.set_state(id, VcpuState::Runnable);
+                        log::info!(
+                            "vm {}: starting: {} MiB RAM at IPA {} (PA {}), entry {:#x}, DTB at {:#x}, {} vCPU(s)",
+                            vm.config.name,
+                            vm.config.memory_bytes >> 20,
+                            vm.ram.start,
+                            vm.ram_host.start,
+                            entry,
+                            dtb,
+                            vm.config.vcpus
+                        );
+                    }
+                }
+                match shared.devices.power[vcpu] {
+                    VcpuPower::Pending { entry, context_id } => {
+                        self.teardown(slot);
+                        self.vcpus[slot].start(entry, context_id);
+                        shared.devices.power[vcpu] = VcpuPower::On;
+                        self.set_state(id, VcpuState::Runnable);
+                    }
+                    VcpuPower::Off => self.teardown(slot),
+                    VcpuPower::On => {
+                        if self.vcpus[slot].active
+                            && shared.devices.vgic.as_ref().is_some_and(|g| g.has_deliverable(vcpu))
+                        {
+                            self.wake(id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn hosts_no_active_vcpu_of(&self, vm: &Vm) -> bool {
+        !self.vcpus.iter().any(|v| core::ptr::eq(v.vm, vm) && v.active)
+    }
+
+    /// Takes vCPU `slot` off this CPU: out of the hardware, out of the run queue.
+    fn teardown(&mut self, slot: usize) {
+        if !self.vcpus[slot].active {
+            return;
+        }
+        if self.loaded == Some(slot) {
+            // Its hardware state is dropped, not saved: the vCPU will start afresh.
+            self.gic.restore(&VirtualCpuInterfaceState::default());
+            timer::disable_virtual_timer();
+            self.loaded = None;
+        }
+        self.vcpus[slot].active = false;
+        let id = self.vcpus[slot].id();
+        self.set_state(id, VcpuState::Off);
+    }
+
+    /// Puts vCPU `slot` into the hardware (saving the one there before).
+    fn load(&mut self, slot: usize) {
+        if self.loaded == Some(slot) {
+            return;
+        }
+        if let Some(old) = self.loaded.take() {
+            let v = &mut self.vcpus[old];
+            virt::save_el1(&mut v.el1);
+            fp::save(&mut v.fp);
+            self.gic.save(&mut v.gic);
+        }
+        let v = &self.vcpus[slot];
+        let stage2 = &v.vm.stage2;
+        virt::load_vm(v.vm.vmid, stage2.root(), stage2.vtcr_el2_t0sz(), stage2.vtcr_el2_sl0(), v.vcpu);
+        timer::set_virtual_offset(v.vm.cntvoff);
+        virt::restore_el1(&v.el1);
+        fp::restore(&v.fp);
+        let mut gic_state = v.gic.clone();
+        gic_state.set_enabled(true);
+        self.gic.restore(&gic_state);
+        self.loaded = Some(slot);
+    }
+
+    /// Moves completed and new virtual interrupts between the vGIC and the list registers of
+    /// the loaded vCPU.
+    fn refresh_list_registers(&mut self, slot: usize, shared: &mut VmShared) {
+        let Some(vgic) = shared.devices.vgic.as_mut() else { return };
+        let version = vgic.version();
+        let vcpu = self.vcpus[slot].vcpu;
+        let mut lrs = [ListRegister::default(); MAX_LIST_REGISTERS];
+        let lrs = &mut lrs[..self.lr_count];
+        for (n, lr) in lrs.iter_mut().enumerate() {
+            let raw = self.gic.read_lr(n);
+            *lr = match version {
+                GicVersion::V3 => ListRegister::from_ich_lr(raw),
+                GicVersion::V2 => ListRegister::from_gich_lr(raw as u32),
+            };
+        }
+        let synced = vgic.sync(vcpu, lrs);
+        if synced.completed.contains(VTIMER_INTID) && self.vcpus[slot].vtimer_masked {
+            self.vcpus[slot].vtimer_masked = false;
+            timer::unmask_virtual_timer();
+        }
+        let flushed = vgic.flush(vcpu, lrs);
+        for (n, lr) in lrs.iter().enumerate() {
+            let raw = match version {
+                GicVersion::V3 => lr.to_ich_lr(),
+                GicVersion::V2 => u64::from(lr.to_gich_lr()),
+            };
+            self.gic.write_lr(n, raw);
+        }
+        self.gic.set_underflow_interrupt(flushed.more_pending);
+    }
+
+    /// Runs vCPU `slot` until a scheduling point.
+    fn run_slot(&mut self, slot: usize) {
+        self.load(slot);
+        let vm = self.vcpus[slot].vm;
+        let vcpu = self.vcpus[slot].vcpu;
+        let id = self.vcpus[slot].id();
         let mut hw = El1Hardware;
         loop {
-            let kind = exception::run_guest(&mut regs);
+            {
+                let mut shared = vm.shared.lock();
+                if shared.lifecycle != Lifecycle::Running || shared.devices.power[vcpu] != VcpuPower::On {
+                    return;
+                }
+                self.refresh_list_registers(slot, &mut shared);
+            }
+            let kind = exception::run_guest(&mut self.vcpus[slot].regs);
             let syndrome = exception::exit_syndrome();
             let exit = VmExit::decode(kind, &syndrome);
             #[cfg(feature = "selftest-panic")]
-            SELFTEST_EXITS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
-            match self.devices.handle_exit(vcpu, &mut regs, exit, &syndrome, &mut hw) {
-                ExitAction::Resume | ExitAction::Wait => {}
-                ExitAction::Stop(reason) => return reason,
+            SELFTEST_EXITS.fetch_add(1, Ordering::Relaxed);
+            if matches!(exit, VmExit::Irq | VmExit::Fiq) {
+                vm.shared.lock().devices.stats.irq += 1;
+                self.drain_interrupts();
+                // A physical interrupt is a scheduling point.
+                return;
             }
-            if crate::panic::stopping() {
-                cpu::halt();
+            let outcome = {
+                let mut shared = vm.shared.lock();
+                shared.devices.handle_exit(vcpu, &mut self.vcpus[slot].regs, exit, &syndrome, &mut hw)
+            };
+            self.kick_vcpus(vm, outcome.kicks);
+            match outcome.action {
+                ExitAction::Resume => {}
+                ExitAction::Yield => {
+                    self.run_queue.yield_now(id).expect(HOSTED);
+                    return;
+                }
+                ExitAction::Wait => {
+                    if !self.block(slot) {
+                        continue;
+                    }
+                    return;
+                }
+                ExitAction::VcpuOff => {
+                    self.teardown(slot);
+                    return;
+                }
+                ExitAction::Stop(reason) => {
+                    let cpus = {
+                        let mut shared = vm.shared.lock();
+                        vm.begin_stop(&mut shared, reason)
+                    };
+                    self.kick_cpus(cpus & !(1 << self.index));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The loaded vCPU `slot` executed WFI: block it until an interrupt is deliverable or its
+    /// virtual timer fires. Returns false if it has something to do already.
+    fn block(&mut self, slot: usize) -> bool {
+        let v = &self.vcpus[slot];
+        let deliverable = v.vm.shared.lock().devices.vgic.as_ref().is_some_and(|g| g.has_deliverable(v.vcpu));
+        if deliverable {
+            return false;
+        }
+        let vtimer = timer::virtual_timer();
+        if vtimer.enabled && !vtimer.masked && vtimer.fired {
+            return false;
+        }
+        let wake_at = (vtimer.enabled && !vtimer.masked).then(|| timer::virtual_compare().wrapping_add(v.vm.cntvoff));
+        let id = v.id();
+        self.set_state(id, VcpuState::Blocked { wake_at });
+        true
+    }
+
+    /// Acknowledges every pending physical interrupt.
+    fn drain_interrupts(&mut self) {
+        while let Some(iar) = self.gic.acknowledge() {
+            let intid = iar.intid();
+            if intid == VTIMER_INTID {
+                // The loaded vCPU's virtual timer fired: mask it (its line would stay asserted)
+                // and make the virtual interrupt pending; the guest's EOI unmasks it.
+                if let Some(slot) = self.loaded {
+                    let v = &mut self.vcpus[slot];
+                    timer::mask_virtual_timer();
+                    v.vtimer_masked = true;
+                    let vcpu = v.vcpu;
+                    let id = v.id();
+                    if let Some(vgic) = v.vm.shared.lock().devices.vgic.as_mut() {
+                        vgic.inject_edge(Some(vcpu), VTIMER_INTID);
+                    }
+                    self.wake(id);
+                } else {
+                    timer::mask_virtual_timer();
+                }
+            }
+            // The CNTHP deadline, a kick and the maintenance interrupt need no handling here:
+            // each is a scheduling point, and list registers are refreshed before every entry.
+            if intid == crate::boot::hyp_timer_intid() {
+                timer::disarm_hyp_timer();
+            }
+            self.gic.end_of_interrupt(iar);
+        }
+    }
+
+    fn kick_vcpus(&mut self, vm: &Vm, kicks: Kicks) {
+        if kicks.is_empty() {
+            return;
+        }
+        let mut cpus = 0u64;
+        for vcpu in kicks.iter() {
+            let target = placement(vm.config, vcpu);
+            if target == self.index {
+                if let Some(slot) = self.vcpus.iter().position(|v| core::ptr::eq(v.vm, vm) && v.vcpu == vcpu) {
+                    self.refresh(slot);
+                }
+            } else {
+                cpus |= 1 << target;
+            }
+        }
+        self.kick_cpus(cpus);
+    }
+
+    fn kick_cpus(&self, cpus: u64) {
+        for target in 0..64 {
+            if cpus & (1 << target) != 0 && target != self.index && crate::smp::is_online(target) {
+                if let Err(error) = self.gic.send_sgi(target, KICK_SGI) {
+                    log::error!("cpu{}: cannot kick cpu{target}: {error}", self.index);
+                }
             }
         }
     }
 }
+
+/// Guest exits on all CPUs, counted only for the `selftest-panic` test build.
+#[cfg(feature = "selftest-panic")]
+pub static SELFTEST_EXITS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);

@@ -52,16 +52,18 @@ pub fn _print(args: fmt::Arguments<'_>) {
 }
 
 /// The console for a report that must get out whatever state the guest is in (the panic and
-/// exception handlers). If the lock is held, its holder is the code this guest was running when it
-/// panicked or took the exception: with one vCPU that code never runs again, so the lock is taken
-/// from it.
+/// exception handlers). If the lock is held, its holder is most likely the code this CPU was
+/// running when it panicked or took the exception, which never runs again, so the lock is taken
+/// from it. With several vCPUs the holder may instead be another CPU in the middle of a line:
+/// that line and the report then interleave, which is the lesser evil next to a report that
+/// never comes out.
 pub(crate) fn seize() -> MutexGuard<'static, Pl011> {
     if let Some(guard) = CONSOLE.try_lock() {
         return guard;
     }
-    // SAFETY: the guest has one vCPU and the holder was interrupted for good (see above), so no
-    // guard is live that could observe the console being shared; the worst case is one line of
-    // output cut short by the report.
+    // SAFETY: the holder was interrupted for good, or is another CPU writing a line (see
+    // above); the console is a UART register page, so sharing it for a moment can only mix
+    // characters, and the report powers the VM off right after.
     unsafe { CONSOLE.force_unlock() };
     CONSOLE.lock()
 }

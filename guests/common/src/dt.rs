@@ -16,7 +16,9 @@ use fdt::node::FdtNode;
 use fdt::{Fdt, FdtError};
 
 use crate::addr::AddrRange;
+use crate::cpu::Mpidr;
 use crate::fault::Fault;
+use crate::gic::{GicError, GicLayout, GicVersion, GICV2_COMPATIBLES, GICV3_COMPATIBLES};
 
 /// The first header word of every DTB (Devicetree Specification section 5.2), big-endian.
 pub const FDT_MAGIC: u32 = 0xd00d_feed;
@@ -26,6 +28,21 @@ pub const FDT_HEADER_SIZE: usize = 40;
 pub const FDT_MAX_SIZE: usize = 2 << 20;
 /// The DTB must start on an 8-byte boundary (arm64 Linux boot protocol).
 pub const FDT_ALIGN: usize = 8;
+
+/// Compatible strings of the architected timer node (binding `timer/arm,arch_timer.yaml`).
+const TIMER_COMPATIBLES: [&str; 2] = ["arm,armv8-timer", "arm,armv7-timer"];
+/// The architected timer's `interrupts` list the secure physical, non-secure physical, virtual
+/// and hypervisor timers, in that order: the virtual timer is the third.
+const TIMER_VIRTUAL_INDEX: usize = 2;
+/// First cell of a GIC interrupt specifier (binding `interrupt-controller/arm,gic.yaml`):
+/// 0 for an SPI, 1 for a PPI; the second cell numbers it within its kind.
+const GIC_SPI: u32 = 0;
+/// See [`GIC_SPI`].
+const GIC_PPI: u32 = 1;
+/// INTID of PPI 0 and of SPI 0 (GIC spec 2.2, "INTIDs").
+const FIRST_PPI_INTID: u32 = 16;
+/// See [`FIRST_PPI_INTID`].
+const FIRST_SPI_INTID: u32 = 32;
 
 /// Compatible strings that mark a node as a PL011 UART.
 const PL011_COMPATIBLE: &str = "arm,pl011";
@@ -187,6 +204,91 @@ impl<'a> DeviceTree<'a> {
         })
     }
 
+    /// The MPIDR affinity of every `cpu` node under `/cpus` that has a `reg`, in tree order (its
+    /// `reg` is the affinity, Linux binding `arm/cpus.yaml`).
+    pub fn cpus(&self) -> impl Iterator<Item = Mpidr> + '_ {
+        self.fdt
+            .find_node("/cpus")
+            .into_iter()
+            .flat_map(|cpus| cpus.children())
+            .filter(|child| base_name(child.name) == "cpu")
+            .filter_map(|cpu| cpu.reg()?.next())
+            .map(|reg| Mpidr::from_register(reg.starting_address as u64))
+    }
+
+    /// The interrupt controller: the root's `interrupt-parent` if that is a GIC, else the first
+    /// node compatible with a GICv3, else with a GICv2; its first two `reg` entries are the
+    /// distributor and the redistributor region (GICv3) or CPU interface (GICv2).
+    pub fn gic(&self) -> Result<GicLayout, GicError> {
+        let known = |node: &FdtNode<'_, 'a>| {
+            node.compatible()
+                .and_then(|c| c.all().find_map(GicVersion::from_compatible))
+        };
+        let (node, version) = self
+            .root_interrupt_parent()
+            .and_then(|node| Some((node, known(&node)?)))
+            .or_else(|| {
+                let node = self.fdt.find_compatible(&GICV3_COMPATIBLES)?;
+                Some((node, GicVersion::V3))
+            })
+            .or_else(|| {
+                let node = self.fdt.find_compatible(&GICV2_COMPATIBLES)?;
+                Some((node, GicVersion::V2))
+            })
+            .ok_or(GicError::NotInDeviceTree)?;
+        let mut regs = node
+            .reg()
+            .ok_or(GicError::BadReg)?
+            .map(|region| AddrRange::from_size(region.starting_address as usize, region.size?));
+        let (Some(Some(distributor)), Some(Some(second))) = (regs.next(), regs.next()) else {
+            return Err(GicError::BadReg);
+        };
+        Ok(match version {
+            GicVersion::V2 => GicLayout::V2 {
+                distributor,
+                cpu_interface: second,
+            },
+            GicVersion::V3 => GicLayout::V3 {
+                distributor,
+                redistributors: second,
+            },
+        })
+    }
+
+    /// The INTID of the EL1 virtual timer's interrupt: the third entry of the architected timer's
+    /// `interrupts`, a GIC PPI (or SPI) specifier. `None` if there is no such node or entry.
+    pub fn virtual_timer_intid(&self) -> Option<u32> {
+        let timer = self
+            .fdt
+            .find_node("/timer")
+            .filter(|node| node.property("interrupts").is_some())
+            .or_else(|| self.fdt.find_compatible(&TIMER_COMPATIBLES))?;
+        let cells_per_interrupt = timer
+            .interrupt_parent()
+            .or_else(|| self.root_interrupt_parent())
+            .and_then(|parent| parent.interrupt_cells())
+            .unwrap_or(3);
+        if cells_per_interrupt < 2 {
+            return None;
+        }
+        let interrupts = timer.property("interrupts")?.value;
+        let mut cells = interrupts
+            .chunks_exact(4)
+            .map(|cell| u32::from_be_bytes([cell[0], cell[1], cell[2], cell[3]]))
+            .skip(TIMER_VIRTUAL_INDEX * cells_per_interrupt);
+        let (kind, number) = (cells.next()?, cells.next()?);
+        match kind {
+            GIC_PPI => FIRST_PPI_INTID.checked_add(number),
+            GIC_SPI => FIRST_SPI_INTID.checked_add(number),
+            _ => None,
+        }
+    }
+
+    /// The node the root's `interrupt-parent` names.
+    fn root_interrupt_parent(&self) -> Option<FdtNode<'_, 'a>> {
+        self.fdt.find_node("/")?.interrupt_parent()
+    }
+
     /// The PSCI node's `method` (`"hvc"` or `"smc"`): `/psci`, or else the first node compatible
     /// with a PSCI binding.
     pub fn psci_method(&self) -> Option<&'a str> {
@@ -281,6 +383,69 @@ mod tests {
             })
         );
         assert_eq!(dt.memory_reservations().count(), 0);
+        assert_eq!(dt.cpus().collect::<std::vec::Vec<_>>(), [Mpidr::from_affinity(0, 0, 0, 0)]);
+        assert_eq!(
+            dt.gic(),
+            Ok(GicLayout::V3 {
+                distributor: AddrRange::new(0x0800_0000, 0x0801_0000),
+                redistributors: AddrRange::new(0x080a_0000, 0x080c_0000),
+            })
+        );
+        assert_eq!(dt.virtual_timer_intid(), Some(27));
+    }
+
+    /// `tests/fixtures/bulkhead-smp-v3.dts`: four vCPUs and a GICv3, as an SMP VM gets them.
+    static SMP_V3: &[u8] = include_bytes!("../tests/fixtures/bulkhead-smp-v3.dtb");
+    /// `tests/fixtures/bulkhead-smp-v2.dts`: two vCPUs and a GICv2.
+    static SMP_V2: &[u8] = include_bytes!("../tests/fixtures/bulkhead-smp-v2.dtb");
+    /// `tests/fixtures/qemu-virt-gicv2-smp2.dtb`: what QEMU virt itself passes (see README.md).
+    static QEMU_V2: &[u8] = include_bytes!("../tests/fixtures/qemu-virt-gicv2-smp2.dtb");
+
+    #[test]
+    fn reads_cpus_gic_and_timer_of_smp_trees() {
+        let dt = DeviceTree::new(0x40ff_0000, SMP_V3).unwrap();
+        let aff0: std::vec::Vec<u8> = dt.cpus().map(|m| m.aff0()).collect();
+        assert_eq!(aff0, [0, 1, 2, 3]);
+        assert_eq!(dt.cpu_count(), 4);
+        assert_eq!(
+            dt.gic(),
+            Ok(GicLayout::V3 {
+                distributor: AddrRange::new(0x0800_0000, 0x0801_0000),
+                redistributors: AddrRange::new(0x080a_0000, 0x0812_0000),
+            })
+        );
+        assert_eq!(dt.virtual_timer_intid(), Some(27));
+        assert_eq!(dt.bootargs(), Some("heartbeat.beats=500 heartbeat.bound_us=20000"));
+
+        let dt = DeviceTree::new(0x40ff_0000, SMP_V2).unwrap();
+        assert_eq!(dt.cpus().count(), 2);
+        assert_eq!(
+            dt.gic(),
+            Ok(GicLayout::V2 {
+                distributor: AddrRange::new(0x0800_0000, 0x0801_0000),
+                cpu_interface: AddrRange::new(0x0801_0000, 0x0802_0000),
+            })
+        );
+        assert_eq!(dt.virtual_timer_intid(), Some(27));
+    }
+
+    #[test]
+    fn reads_qemu_virt_as_qemu_writes_it() {
+        // QEMU's tree: a cpu-map child under /cpus, a GIC node with `ranges` and children
+        // cells, timer flags carrying a CPU mask.
+        let dt = DeviceTree::new(0x4800_0000, QEMU_V2).unwrap();
+        let aff0: std::vec::Vec<u8> = dt.cpus().map(|m| m.aff0()).collect();
+        assert_eq!(aff0, [0, 1]);
+        assert_eq!(dt.gic().map(|gic| gic.version()), Ok(GicVersion::V2));
+        assert_eq!(dt.gic().map(|gic| gic.per_cpu().start), Ok(0x0801_0000));
+        assert_eq!(dt.virtual_timer_intid(), Some(27));
+    }
+
+    #[test]
+    fn a_tree_without_a_gic_says_so() {
+        let dt = DeviceTree::new(0x4800_0000, ALIASED).unwrap();
+        assert_eq!(dt.gic(), Err(GicError::NotInDeviceTree));
+        assert_eq!(dt.virtual_timer_intid(), None);
     }
 
     #[test]

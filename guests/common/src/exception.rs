@@ -10,9 +10,11 @@
 //!
 //! A synchronous exception from EL1 taken while [`catch_fault`] is running is recorded and
 //! skipped: ELR_EL1 is advanced past the 4-byte instruction that took it, so execution resumes
-//! right after the access, whose destination register keeps whatever the probe preset it to. Any
-//! other exception, or one taken while nothing expects it, is a test failure: the handler prints
-//! a `FAIL:` line with ESR_EL1, ELR_EL1 and FAR_EL1, the `SUMMARY` line, and powers off.
+//! right after the access, whose destination register keeps whatever the probe preset it to. An
+//! IRQ from EL1 goes to [`crate::irq::dispatch`] once the guest has set up its GIC
+//! ([`crate::gic::init`]). Any other exception, or one taken while nothing expects it, is a test
+//! failure: the handler prints a `FAIL:` line with ESR_EL1, ELR_EL1 and FAR_EL1, the `SUMMARY`
+//! line, and powers off.
 
 use core::arch::global_asm;
 use core::mem::{offset_of, size_of};
@@ -188,6 +190,9 @@ __guest_exception_common:
 /// faults arrive (it runs at EL1h).
 const CURRENT_EL_SPX_SYNCHRONOUS: u64 = 4;
 
+/// Index of the vector entry "current EL with SP_ELx, IRQ".
+const CURRENT_EL_SPX_IRQ: u64 = 5;
+
 /// Set while [`catch_fault`] runs its closure.
 static EXPECTING: AtomicBool = AtomicBool::new(false);
 
@@ -257,6 +262,20 @@ pub fn expect_fault(attempt: impl FnOnce()) -> Option<Fault> {
     catch_fault(attempt).err()
 }
 
+/// Points VBAR_EL1 at `base` (its low 11 bits are ignored: the table is 2 KiB aligned), so the
+/// next exception at EL1 fetches its handler from there instead of the runtime's vectors.
+///
+/// # Safety
+///
+/// Every exception from then on runs whatever lies at `base`: unless that is a valid vector
+/// table, the guest is lost at its next exception. (That is the point for a guest that means to
+/// crash itself.)
+pub unsafe fn set_vector_base(base: usize) {
+    use aarch64_cpu::registers::{Writeable, VBAR_EL1};
+    VBAR_EL1.set(base as u64 & !0x7ff);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
 /// Which vector entry an index names, in the Arm ARM's words.
 fn describe_vector(vector: u64) -> (&'static str, &'static str) {
     const ORIGINS: [&str; 4] = [
@@ -272,6 +291,9 @@ fn describe_vector(vector: u64) -> (&'static str, &'static str) {
 
 /// Called by the vector code for every exception, with the interrupted code's registers.
 extern "C" fn handle_exception(frame: &mut TrapFrame, vector: u64) {
+    if vector == CURRENT_EL_SPX_IRQ && crate::irq::dispatch() {
+        return;
+    }
     let fault = Fault {
         esr: ESR_EL1.get(),
         far: FAR_EL1.get(),

@@ -1,4 +1,5 @@
-//! The runtime of Bulkhead's bare-metal test guests (`guests/hello`, `guests/escape`).
+//! The runtime of Bulkhead's bare-metal test guests (`guests/hello`, `guests/escape`,
+//! `guests/smp`, `guests/heartbeat`, `guests/hostile`).
 //!
 //! A test guest is a `#![no_std]`, `#![no_main]` binary linked with `guest.ld` (at 0x4000_0000)
 //! that runs at EL1 inside a Bulkhead VM with its MMU off. This crate gives it:
@@ -13,6 +14,10 @@
 //! - PSCI/SMCCC calls over HVC or SMC ([`psci`]);
 //! - the [`Checks`] reporter: `PASS: <check>` / `FAIL: <check> (<detail>)` lines, then
 //!   `SUMMARY: N passed, M failed`, then PSCI SYSTEM_OFF;
+//! - for the guests with several vCPUs and interrupts: a GICv2/GICv3 driver ([`gic`]), an IRQ
+//!   handler hook and race-free waiting ([`irq`]), the virtual timer ([`timer`]), secondary CPU
+//!   start-up with PSCI CPU_ON ([`smp`], [`cpu`]), bootargs options ([`bootargs`]) and latency
+//!   statistics ([`stats`]);
 //! - a panic handler, and an unexpected-exception report, that print `FAIL: ...` and the
 //!   `SUMMARY` line and power off.
 //!
@@ -29,22 +34,32 @@ compile_error!(
 );
 
 pub mod addr;
+pub mod bootargs;
 pub mod checks;
+pub mod cpu;
 pub mod dt;
 pub mod fault;
+pub mod gic;
 pub mod pl011;
 pub mod platform;
 pub mod psci;
 pub mod ram;
+pub mod registers;
+pub mod stats;
+pub mod timer;
 
 #[cfg(target_os = "none")]
 pub mod console;
 #[cfg(target_os = "none")]
 pub mod exception;
 #[cfg(target_os = "none")]
+pub mod irq;
+#[cfg(target_os = "none")]
 mod panic;
 #[cfg(target_os = "none")]
 pub mod probe;
+#[cfg(target_os = "none")]
+pub mod smp;
 #[cfg(target_os = "none")]
 mod start;
 

@@ -126,6 +126,16 @@ pub struct Boot {
     pub layout: ImageLayout,
 }
 
+impl Boot {
+    /// `/chosen` `bootargs`, or the empty string (no device tree, or no such property).
+    pub fn bootargs(&self) -> &'static str {
+        match &self.device_tree {
+            Ok(dt) => dt.bootargs().unwrap_or(""),
+            Err(_) => "",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

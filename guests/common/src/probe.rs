@@ -103,6 +103,15 @@ pub fn dc_cisw(set_way: u64) {
     unsafe { asm!("dc cisw, {sw}", sw = in(reg) set_way, options(nostack, preserves_flags)) };
 }
 
+/// Executes `udf #0`, a permanently UNDEFINED instruction: an exception with EC 0 ("unknown
+/// reason") at EL1. Inside [`catch_fault`](crate::exception::catch_fault) it is skipped; outside,
+/// it is an unexpected exception and the guest reports it and powers off, unless VBAR_EL1 has
+/// been moved ([`crate::exception::set_vector_base`]).
+pub fn undefined_instruction() {
+    // SAFETY: UDF changes nothing but raises an exception, which the vectors handle.
+    unsafe { asm!("udf #0", options(nostack, preserves_flags)) };
+}
+
 /// Branches to `address` and never comes back.
 ///
 /// # Safety

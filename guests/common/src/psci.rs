@@ -19,6 +19,22 @@ pub const SYSTEM_RESET: u32 = 0x8400_0009;
 /// implemented, NOT_SUPPORTED otherwise.
 pub const PSCI_FEATURES: u32 = 0x8400_000A;
 
+/// CPU_SUSPEND, SMC64 (DEN0022 section 5.4): suspends the calling CPU; a standby state
+/// (power_state 0) returns when an interrupt wakes it, as WFI would.
+pub const CPU_SUSPEND: u32 = 0xC400_0001;
+/// CPU_OFF (DEN0022 section 5.5): powers the calling CPU off; does not return on success.
+pub const CPU_OFF: u32 = 0x8400_0002;
+/// CPU_ON, SMC64 (DEN0022 section 5.6): starts `target_cpu` at `entry_point_address` in the
+/// caller's exception level, MMU off, with `context_id` in x0.
+pub const CPU_ON: u32 = 0xC400_0003;
+/// AFFINITY_INFO, SMC64 (DEN0022 section 5.7): whether `target_affinity` is on, off or coming on.
+pub const AFFINITY_INFO: u32 = 0xC400_0004;
+
+/// The power_state of CPU_SUSPEND for standby at the CPU's own power level: StateType 0
+/// (standby, which keeps context and returns like WFI), StateID 0, in both the original and the
+/// extended power_state formats (DEN0022 section 5.4.2).
+pub const POWER_STATE_STANDBY: u32 = 0;
+
 /// Bit 30 of a function ID: set for the SMC64/HVC64 convention, clear for SMC32/HVC32
 /// (DEN0028 section 2.5, "Function Identifiers").
 const FUNCTION_ID_SMC64: u32 = 1 << 30;
@@ -106,6 +122,24 @@ impl ReturnCode {
     }
 }
 
+impl ReturnCode {
+    /// The return value that stands for this code.
+    pub fn value(self) -> i64 {
+        match self {
+            Self::NotSupported => -1,
+            Self::InvalidParameters => -2,
+            Self::Denied => -3,
+            Self::AlreadyOn => -4,
+            Self::OnPending => -5,
+            Self::InternalFailure => -6,
+            Self::NotPresent => -7,
+            Self::Disabled => -8,
+            Self::InvalidAddress => -9,
+            Self::Other(value) => value,
+        }
+    }
+}
+
 impl fmt::Display for ReturnCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -120,6 +154,47 @@ impl fmt::Display for ReturnCode {
             Self::InvalidAddress => f.write_str("INVALID_ADDRESS (-9)"),
             Self::Other(value) => write!(f, "error {value}"),
         }
+    }
+}
+
+/// The result of a PSCI call that returns SUCCESS (0) or an error code.
+pub fn status(value: i64) -> Result<(), ReturnCode> {
+    match value {
+        0 => Ok(()),
+        other => Err(ReturnCode::from_value(other)),
+    }
+}
+
+/// What AFFINITY_INFO says of a CPU (DEN0022 section 5.7.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AffinityState {
+    /// 0: ON.
+    On,
+    /// 1: OFF.
+    Off,
+    /// 2: ON_PENDING: a CPU_ON is under way.
+    OnPending,
+}
+
+impl AffinityState {
+    /// Decodes AFFINITY_INFO's return value: a state, or an error code.
+    pub fn from_return(value: i64) -> Result<Self, ReturnCode> {
+        match value {
+            0 => Ok(Self::On),
+            1 => Ok(Self::Off),
+            2 => Ok(Self::OnPending),
+            other => Err(ReturnCode::from_value(other)),
+        }
+    }
+}
+
+impl fmt::Display for AffinityState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::On => "ON",
+            Self::Off => "OFF",
+            Self::OnPending => "ON_PENDING",
+        })
     }
 }
 
@@ -166,7 +241,10 @@ mod calls {
 
     use spin::Once;
 
-    use super::{return_value, Conduit, SYSTEM_OFF};
+    use super::{
+        return_value, status, AffinityState, Conduit, ReturnCode, AFFINITY_INFO, CPU_OFF, CPU_ON,
+        CPU_SUSPEND, SYSTEM_OFF,
+    };
 
     /// The conduit [`system_off`] uses: /psci `method` from the device tree, set once at boot.
     static CONDUIT: Once<Conduit> = Once::new();
@@ -226,6 +304,31 @@ mod calls {
         return_value(function, x0)
     }
 
+    /// CPU_ON: starts the CPU with affinity `target` at `entry` (a guest-physical address: the
+    /// MMU is off there) in EL1h with x0 = `context_id`. Prefer [`crate::smp::start_cpu`], which
+    /// gives the new CPU a stack and runs a Rust function.
+    pub fn cpu_on(target: u64, entry: usize, context_id: u64) -> Result<(), ReturnCode> {
+        status(call(conduit(), CPU_ON, [target, entry as u64, context_id]))
+    }
+
+    /// CPU_OFF: powers the calling CPU off. Returns only if that failed, with the error.
+    pub fn cpu_off() -> ReturnCode {
+        ReturnCode::from_value(call(conduit(), CPU_OFF, [0; 3]))
+    }
+
+    /// AFFINITY_INFO for the CPU with affinity `target` (lowest affinity level 0: that CPU alone).
+    pub fn affinity_info(target: u64) -> Result<AffinityState, ReturnCode> {
+        AffinityState::from_return(call(conduit(), AFFINITY_INFO, [target, 0, 0]))
+    }
+
+    /// CPU_SUSPEND into `power_state` (see [`super::POWER_STATE_STANDBY`]); a standby state
+    /// returns here once an interrupt is pending, whether or not PSTATE masks it. The entry
+    /// point and context ID only matter to powerdown states, which this guest runtime does not
+    /// use: they are 0.
+    pub fn cpu_suspend(power_state: u32) -> Result<(), ReturnCode> {
+        status(call(conduit(), CPU_SUSPEND, [u64::from(power_state), 0, 0]))
+    }
+
     /// PSCI SYSTEM_OFF over the platform's conduit. Should the call return (it must not), waits
     /// for events forever.
     pub fn system_off() -> ! {
@@ -268,6 +371,24 @@ mod tests {
             "NOT_SUPPORTED (-1)"
         );
         assert_eq!(ReturnCode::from_value(-42), ReturnCode::Other(-42));
+        for value in -10..0 {
+            assert_eq!(ReturnCode::from_value(value).value(), value);
+        }
+    }
+
+    #[test]
+    fn decodes_affinity_states_and_status() {
+        assert_eq!(AffinityState::from_return(0), Ok(AffinityState::On));
+        assert_eq!(AffinityState::from_return(1), Ok(AffinityState::Off));
+        assert_eq!(AffinityState::from_return(2), Ok(AffinityState::OnPending));
+        assert_eq!(AffinityState::from_return(-2), Err(ReturnCode::InvalidParameters));
+        assert_eq!(std::format!("{}", AffinityState::OnPending), "ON_PENDING");
+        assert_eq!(status(0), Ok(()));
+        assert_eq!(status(-4), Err(ReturnCode::AlreadyOn));
+        assert_eq!(status(3), Err(ReturnCode::Other(3)));
+        // The 64-bit functions read all of x0, CPU_OFF only w0.
+        assert_eq!(return_value(CPU_ON, 0xffff_ffff_ffff_fffc), -4);
+        assert_eq!(return_value(CPU_OFF, 0x0000_0000_ffff_fffd), -3);
     }
 
     #[test]

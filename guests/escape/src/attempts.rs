@@ -12,10 +12,14 @@ use guest_common::{
     println, probe, probe_mrs, probe_msr, AddrRange, Boot, Checks, ExceptionClass, Fault,
 };
 
-/// The host's GIC distributor on QEMU virt (the VM has no GIC mapped there).
+/// The host's GIC distributor on QEMU virt. The VM's own (emulated) distributor is at the same
+/// guest-physical address, so this is only the jump target: code cannot be fetched from it.
 const HOST_GICD: usize = 0x0800_0000;
-/// The host's GICv3 redistributors on QEMU virt.
-const HOST_GICR: usize = 0x080a_0000;
+/// The host's GICv3 ITS on QEMU virt: not part of any VM's GIC.
+const HOST_GITS: usize = 0x0808_0000;
+/// The host's redistributor of its second CPU on QEMU virt: past the one redistributor frame
+/// pair (128 KiB at 0x080a_0000) of this one-vCPU VM.
+const HOST_GICR_CPU1: usize = 0x080c_0000;
 /// The last of QEMU virt's virtio-mmio transports (0x0a00_0000 + 31 * 0x200).
 const HOST_VIRTIO_MMIO: usize = 0x0a00_3e00;
 /// QEMU virt's flash, where firmware lives.
@@ -62,9 +66,9 @@ pub fn main(boot: &'static Boot) -> ! {
     let memory_attempts = [
         MemoryAttempt::read(ram_end, "just past the end of RAM"),
         MemoryAttempt::write(ram_end, "just past the end of RAM"),
-        MemoryAttempt::read(HOST_GICD, "the host's GIC distributor"),
-        MemoryAttempt::write(HOST_GICD, "the host's GIC distributor"),
-        MemoryAttempt::read(HOST_GICR, "the host's GIC redistributors"),
+        MemoryAttempt::read(HOST_GITS, "the host's GIC ITS"),
+        MemoryAttempt::write(HOST_GITS, "the host's GIC ITS"),
+        MemoryAttempt::read(HOST_GICR_CPU1, "the redistributor past the VM's own"),
         MemoryAttempt::read(HOST_VIRTIO_MMIO, "a host virtio-mmio slot"),
         MemoryAttempt::read(HOST_FLASH, "the host's flash"),
         MemoryAttempt::read(
