@@ -20,7 +20,7 @@ use tock_registers::interfaces::Readable;
 use tock_registers::register_bitfields;
 use tock_registers::registers::InMemoryRegister;
 
-use super::{BitReg, GicVersion, Kicks, Vgic, GICD_SIZE, PRIVATE_COUNT, SGI_COUNT, WORD_BITS};
+use super::{BitReg, GicVersion, Kicks, Vgic, GICD_SIZE, PRIVATE_COUNT, SGI_MASK, WORD_BITS};
 use crate::vm::mmio::MmioError;
 
 /// The highest INTID a virtual interrupt or its physical backing can have: 1020-1023 are special
@@ -202,6 +202,11 @@ const ARCH_REV_V2: u32 = 0x2;
 /// ArchRev of a GICv3.
 pub(super) const ARCH_REV_V3: u32 = 0x3;
 
+/// Bytes of a 32-bit register: the stride of the register arrays.
+const REGISTER_BYTES: u64 = 4;
+/// Bytes of a GICD_IROUTER<n>.
+const IROUTER_BYTES: u64 = 8;
+
 /// The low 32-bit half of a 64-bit register.
 const LOW_HALF: u64 = u32::MAX as u64;
 /// Bits in a 32-bit half.
@@ -282,7 +287,8 @@ pub(super) fn router_target(raw: u64, nr_vcpus: usize) -> Option<usize> {
     if router.is_set(GICD_IROUTER::IRM) {
         return Some(0);
     }
-    let upper_levels = router.read(GICD_IROUTER::AFF1) | router.read(GICD_IROUTER::AFF2) | router.read(GICD_IROUTER::AFF3);
+    let upper_levels =
+        router.read(GICD_IROUTER::AFF1) | router.read(GICD_IROUTER::AFF2) | router.read(GICD_IROUTER::AFF3);
     let aff0 = router.read(GICD_IROUTER::AFF0) as usize;
     (upper_levels == 0 && aff0 < nr_vcpus).then_some(aff0)
 }
@@ -308,7 +314,10 @@ enum DistReg {
     Config(u32),
     Sgir,
     /// GICD_IROUTER<n> for this INTID; the access is to the upper half.
-    Router { intid: u32, upper: bool },
+    Router {
+        intid: u32,
+        upper: bool,
+    },
     Pidr2,
     /// A register that exists but reads as zero and ignores writes here.
     Zero(Width),
@@ -343,7 +352,7 @@ fn decode(version: GicVersion, off: u64) -> DistReg {
     let v3 = version == GicVersion::V3;
     for (base, reg) in BIT_ARRAYS {
         if (base..base + offset::BIT_ARRAY_SIZE).contains(&off) {
-            return DistReg::Bits(reg, ((off - base) / 4) as usize);
+            return DistReg::Bits(reg, ((off - base) / REGISTER_BYTES) as usize);
         }
     }
     match off {
@@ -358,7 +367,7 @@ fn decode(version: GicVersion, off: u64) -> DistReg {
             DistReg::Targets((o - offset::ITARGETSR) as u32)
         }
         o if (offset::ICFGR..offset::ICFGR + offset::ICFGR_SIZE).contains(&o) => {
-            DistReg::Config(((o - offset::ICFGR) / 4) as u32)
+            DistReg::Config(((o - offset::ICFGR) / REGISTER_BYTES) as u32)
         }
         o if v3 && (offset::IGRPMODR..offset::IGRPMODR + offset::BIT_ARRAY_SIZE).contains(&o) => {
             DistReg::Zero(Width::Word)
@@ -368,8 +377,9 @@ fn decode(version: GicVersion, off: u64) -> DistReg {
         // GICD_CPENDSGIR/SPENDSGIR: RAZ/WI (see the module documentation on SGI sources).
         o if (offset::CPENDSGIR..offset::SPENDSGIR).contains(&o) => DistReg::Zero(Width::ByteOrWord),
         o if (offset::SPENDSGIR..offset::SPENDSGIR_END).contains(&o) => DistReg::Zero(Width::ByteOrWord),
-        o if v3 && (offset::IROUTER + u64::from(PRIVATE_COUNT) * 8..offset::IROUTER_END).contains(&o) => {
-            DistReg::Router { intid: ((o - offset::IROUTER) / 8) as u32, upper: o % 8 != 0 }
+        o if v3 && (offset::IROUTER + u64::from(PRIVATE_COUNT) * IROUTER_BYTES..offset::IROUTER_END).contains(&o) => {
+            let intid = ((o - offset::IROUTER) / IROUTER_BYTES) as u32;
+            DistReg::Router { intid, upper: o % IROUTER_BYTES != 0 }
         }
         offset::PIDR2_V2 if !v3 => DistReg::Pidr2,
         offset::PIDR2_V3 if v3 => DistReg::Pidr2,
@@ -460,7 +470,7 @@ impl Vgic {
                     if !v3 && n == 0 && matches!(reg, BitReg::SetPending | BitReg::ClearPending) {
                         // GICv2: the SGI bits of ISPENDR0/ICPENDR0 are read-only; SGIs are made
                         // pending through GICD_SGIR/SPENDSGIR (IHI 0048B §4.3.7, §4.3.8).
-                        bits &= !((1 << SGI_COUNT) - 1);
+                        bits &= !SGI_MASK;
                     }
                     self.write_bits(id, reg, bits)
                 } else {
@@ -511,14 +521,18 @@ impl Vgic {
 
     fn read_ctlr(&self) -> u32 {
         match self.version {
-            GicVersion::V2 => (GICD_CTLR_V2::ENABLE_GRP0.val(u32::from(self.enable_grp0))
-                + GICD_CTLR_V2::ENABLE_GRP1.val(u32::from(self.enable_grp1)))
-            .value,
-            GicVersion::V3 => (GICD_CTLR_V3::ENABLE_GRP0.val(u32::from(self.enable_grp0))
-                + GICD_CTLR_V3::ENABLE_GRP1.val(u32::from(self.enable_grp1))
-                + GICD_CTLR_V3::ARE::SET
-                + GICD_CTLR_V3::DS::SET)
-                .value,
+            GicVersion::V2 => {
+                (GICD_CTLR_V2::ENABLE_GRP0.val(u32::from(self.enable_grp0))
+                    + GICD_CTLR_V2::ENABLE_GRP1.val(u32::from(self.enable_grp1)))
+                .value
+            }
+            GicVersion::V3 => {
+                (GICD_CTLR_V3::ENABLE_GRP0.val(u32::from(self.enable_grp0))
+                    + GICD_CTLR_V3::ENABLE_GRP1.val(u32::from(self.enable_grp1))
+                    + GICD_CTLR_V3::ARE::SET
+                    + GICD_CTLR_V3::DS::SET)
+                    .value
+            }
         }
     }
 

@@ -12,8 +12,8 @@
 //! (IHI 0069 §2.2 "INTIDs"; IHI 0048B §2.2.1 "Interrupt IDs"). Pending is kept as two sources,
 //! as the architecture describes it for GICD_ISPENDR<n> (IHI 0069; IHI 0048B §4.3.7): a latch (an
 //! edge, an SGI, a write to ISPENDR) and, for level-sensitive interrupts, the input line; a level
-//! interrupt is pending while either is set. State is stored as one
-//! 32-bit word per 32 interrupts, so a GICD_ISENABLER<n> write is one OR.
+//! interrupt is pending while either is set. State is stored as one 32-bit word per 32
+//! interrupts, so a GICD_ISENABLER<n> write is one OR.
 //!
 //! # List registers: `sync` then `flush`
 //!
@@ -34,16 +34,25 @@
 //!    that was disabled is taken back (the distributor may recall an interrupt it has not had
 //!    acknowledged). Then it fills free LRs (`Invalid` and not owned) with the best candidates:
 //!    lowest priority value first, ties to the lower INTID (IHI 0069 §4.8 "Interrupt
-//!    prioritization"; the tie rule is the model's, the architecture leaves it open). Putting an edge interrupt in an LR moves its pending state there; a
-//!    level interrupt's latch is cleared when the guest acknowledges it, as the architecture
-//!    says for the ISPENDR latch of a level-sensitive interrupt.
+//!    prioritization"; the tie rule is the model's, the architecture leaves it open). Active
+//!    interrupts not in an LR (set through ISACTIVER) are candidates too, so the guest can
+//!    deactivate them. Putting an edge interrupt in an LR moves its pending state there; a level
+//!    interrupt's latch is cleared when the guest acknowledges it, as the architecture says for
+//!    the ISPENDR latch of a level-sensitive interrupt.
 //!
+//! `flush` trusts that the owned LRs are as the last `sync` saw them: call `sync` after every
+//! run of the vCPU. An SPI rerouted while it sits in an LR stays there until the guest is done
+//! with it. A distributor write by one vCPU that changes an interrupt in another vCPU's LR
+//! (ICPENDR, ISACTIVER, ICACTIVER) is remembered and kicks that vCPU, and survives its next
+//! `sync`.
 //! Two LRs never hold the same vINTID (IHI 0069 ICH_LR<n>_EL2: UNPREDICTABLE otherwise). The
 //! model never puts a hardware interrupt (HW = 1) in the PendingActive state: its pending state
 //! lives in the physical distributor (the lesson of Linux commit 3d6e77ad1489, "KVM: arm/arm64:
 //! vgic-v3: Do not use Active+Pending state for a HW interrupt"). Level-sensitive software
 //! interrupts get LR.EOI = 1 so that the guest's deactivation exits and the model resamples the
-//! line, as KVM does.
+//! line, as KVM does; so does an interrupt with a new edge waiting behind its LR. The caller
+//! therefore handles the maintenance interrupt (ICH_MISR_EL2.EOI / GICH_MISR.EOI) by syncing
+//! and flushing; [`SyncOutcome::notified`] singles out the completions it asked about.
 //!
 //! # GICv2 SGI sources
 //!
@@ -109,6 +118,8 @@ pub const PRIORITY_BITS: u32 = 5;
 const PRIORITY_MASK: u8 = !(u8::MAX >> PRIORITY_BITS);
 /// Interrupts per state word.
 const WORD_BITS: u32 = 32;
+/// The SGI bits of the word of INTIDs 0-31.
+const SGI_MASK: u32 = (1 << SGI_COUNT) - 1;
 
 register_bitfields! {u64,
     /// ICC_SGI1R_EL1, a Group 1 SGI request (IHI 0069 ICC_SGI1R_EL1).
@@ -460,10 +471,9 @@ impl Vgic {
             return Err(VgicError::BadSpiCount(nr_spis));
         }
         let group1 = version == GicVersion::V3;
-        let sgi_edge = (1u32 << SGI_COUNT) - 1;
         let vcpus = (0..nr_vcpus)
             .map(|_| VcpuState {
-                private: Bank::new(group1, sgi_edge),
+                private: Bank::new(group1, SGI_MASK),
                 sgi_source: [0; SGI_COUNT as usize],
                 slots: [None; MAX_LIST_REGISTERS],
                 processor_sleep: true,
@@ -922,8 +932,8 @@ impl Vgic {
     /// The best interrupt waiting for a list register of `vcpu`: lowest priority value, then
     /// lowest INTID.
     fn best_candidate(&self, vcpu: usize) -> Option<Loc> {
-        let private = bits_of(self.candidates(&self.vcpus[vcpu].private))
-            .map(|bit| Loc { bank: BankId::Private(vcpu), bit });
+        let private =
+            bits_of(self.candidates(&self.vcpus[vcpu].private)).map(|bit| Loc { bank: BankId::Private(vcpu), bit });
         let spis = self.spis.iter().enumerate().flat_map(move |(n, bank)| {
             bits_of(self.candidates(bank))
                 .map(move |bit| Loc { bank: BankId::Spi(n), bit })
@@ -1076,7 +1086,7 @@ impl Vgic {
                 bank.latch |= value;
                 if let BankId::Private(vcpu) = id {
                     // GICv3 SGIs set this way have no source; GICv2 ones cannot be set so.
-                    for bit in bits_of(new & ((1 << SGI_COUNT) - 1)) {
+                    for bit in bits_of(new & SGI_MASK) {
                         self.vcpus[vcpu].sgi_source[bit as usize] = 0;
                     }
                 }

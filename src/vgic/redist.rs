@@ -104,7 +104,9 @@ register_bitfields! {u32,
 enum RedistReg {
     Iidr,
     /// GICR_TYPER; the access is to the upper half.
-    Typer { upper: bool },
+    Typer {
+        upper: bool,
+    },
     Waker,
     Pidr2,
     Bits(BitReg),
@@ -189,9 +191,7 @@ impl Vgic {
             RedistReg::Typer { upper } => read_half(self.redist_typer(vcpu), size, upper),
             RedistReg::Waker => {
                 let asleep = u32::from(self.vcpus[vcpu].processor_sleep);
-                u64::from(
-                    (GICR_WAKER::PROCESSOR_SLEEP.val(asleep) + GICR_WAKER::CHILDREN_ASLEEP.val(asleep)).value,
-                )
+                u64::from((GICR_WAKER::PROCESSOR_SLEEP.val(asleep) + GICR_WAKER::CHILDREN_ASLEEP.val(asleep)).value)
             }
             RedistReg::Pidr2 => u64::from(GIC_PIDR2::ARCH_REV.val(ARCH_REV_V3).value),
             RedistReg::Bits(reg) => u64::from(self.read_bits(BankId::Private(vcpu), reg)),

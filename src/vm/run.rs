@@ -46,7 +46,7 @@ use crate::mm::frame::{FrameAllocator, FrameError};
 use crate::mm::pagetable::{MapError, MemoryAttributes, Permissions, Stage2Tables};
 use crate::mm::tables::FrameTables;
 use crate::sched::{RunQueue, VcpuRef, VcpuState};
-use crate::vgic::{GicVersion, Kicks, ListRegister};
+use crate::vgic::{GicVersion, Kicks, ListRegister, LrState};
 use crate::vm::config::{ImageKind, MemoryPlacement, OnStop, VmConfig, GUEST_RAM_BASE};
 use crate::vm::exit::VmExit;
 use crate::vm::guest_dtb::{self, GuestDtbSpec, GICC_WINDOW};
@@ -479,31 +479,44 @@ impl CpuRuntime {
         self.vcpus.iter().position(|v| v.id() == id)
     }
 
-    /// Brings every hosted vCPU up to date with its VM.
+    /// Brings every hosted vCPU up to date with its VM. One change can enable another (the last
+    /// vCPU out of a stopping VM restarts it, which starts its vCPU 0), so this repeats until
+    /// nothing changes; each VM moves forward at most a few steps, so a few passes suffice.
     fn refresh_all(&mut self) {
-        for slot in 0..self.vcpus.len() {
-            self.refresh(slot);
+        for _ in 0..4 {
+            let mut changed = false;
+            for slot in 0..self.vcpus.len() {
+                changed |= self.refresh(slot);
+            }
+            if !changed {
+                break;
+            }
         }
     }
 
-    fn refresh(&mut self, slot: usize) {
+    /// Brings vCPU `slot` up to date with its VM; says whether a VM or this vCPU changed state.
+    fn refresh(&mut self, slot: usize) -> bool {
         let vm = self.vcpus[slot].vm;
         let vcpu = self.vcpus[slot].vcpu;
         let id = self.vcpus[slot].id();
         let mut shared = vm.shared.lock();
         match shared.lifecycle {
             Lifecycle::Stopping { cpus, .. } => {
-                self.teardown(slot);
+                let mut changed = self.teardown(slot);
                 if cpus & (1 << self.index) != 0 && self.hosts_no_active_vcpu_of(vm) {
                     vm.release(&mut shared, self.index);
                     let kicks = host_cpus(vm.config) & !(1 << self.index);
                     drop(shared);
                     self.kick_cpus(kicks);
+                    changed = true;
                 }
+                changed
             }
             Lifecycle::Stopped => self.teardown(slot),
             Lifecycle::Running => {
+                let mut changed = false;
                 if self.vcpus[slot].boot != shared.boot {
+                    changed = true;
                     self.teardown(slot);
                     self.vcpus[slot].boot = shared.boot;
                     if vcpu == 0 {
@@ -528,8 +541,9 @@ impl CpuRuntime {
                         self.vcpus[slot].start(entry, context_id);
                         shared.devices.power[vcpu] = VcpuPower::On;
                         self.set_state(id, VcpuState::Runnable);
+                        changed = true;
                     }
-                    VcpuPower::Off => self.teardown(slot),
+                    VcpuPower::Off => changed |= self.teardown(slot),
                     VcpuPower::On => {
                         if self.vcpus[slot].active
                             && shared.devices.vgic.as_ref().is_some_and(|g| g.has_deliverable(vcpu))
@@ -538,6 +552,7 @@ impl CpuRuntime {
                         }
                     }
                 }
+                changed
             }
         }
     }
@@ -546,10 +561,11 @@ impl CpuRuntime {
         !self.vcpus.iter().any(|v| core::ptr::eq(v.vm, vm) && v.active)
     }
 
-    /// Takes vCPU `slot` off this CPU: out of the hardware, out of the run queue.
-    fn teardown(&mut self, slot: usize) {
+    /// Takes vCPU `slot` off this CPU: out of the hardware, out of the run queue. Says whether
+    /// it was active.
+    fn teardown(&mut self, slot: usize) -> bool {
         if !self.vcpus[slot].active {
-            return;
+            return false;
         }
         if self.loaded == Some(slot) {
             // Its hardware state is dropped, not saved: the vCPU will start afresh.
@@ -560,6 +576,7 @@ impl CpuRuntime {
         self.vcpus[slot].active = false;
         let id = self.vcpus[slot].id();
         self.set_state(id, VcpuState::Off);
+        true
     }
 
     /// Puts vCPU `slot` into the hardware (saving the one there before).
@@ -585,14 +602,8 @@ impl CpuRuntime {
         self.loaded = Some(slot);
     }
 
-    /// Moves completed and new virtual interrupts between the vGIC and the list registers of
-    /// the loaded vCPU.
-    fn refresh_list_registers(&mut self, slot: usize, shared: &mut VmShared) {
-        let Some(vgic) = shared.devices.vgic.as_mut() else { return };
-        let version = vgic.version();
-        let vcpu = self.vcpus[slot].vcpu;
-        let mut lrs = [ListRegister::default(); MAX_LIST_REGISTERS];
-        let lrs = &mut lrs[..self.lr_count];
+    /// Reads the loaded vCPU's list registers.
+    fn read_list_registers(&self, version: GicVersion, lrs: &mut [ListRegister]) {
         for (n, lr) in lrs.iter_mut().enumerate() {
             let raw = self.gic.read_lr(n);
             *lr = match version {
@@ -600,12 +611,32 @@ impl CpuRuntime {
                 GicVersion::V2 => ListRegister::from_gich_lr(raw as u32),
             };
         }
-        let synced = vgic.sync(vcpu, lrs);
-        if synced.completed.contains(VTIMER_INTID) && self.vcpus[slot].vtimer_masked {
+    }
+
+    /// After an exit: tells the vGIC what the guest did with the interrupts in the list
+    /// registers (acknowledged, completed), and unmasks the virtual timer once its interrupt is
+    /// completed.
+    fn sync_list_registers(&mut self, slot: usize, shared: &mut VmShared) {
+        let Some(vgic) = shared.devices.vgic.as_mut() else { return };
+        let mut lrs = [ListRegister::default(); MAX_LIST_REGISTERS];
+        let lrs = &mut lrs[..self.lr_count];
+        self.read_list_registers(vgic.version(), lrs);
+        let synced = vgic.sync(self.vcpus[slot].vcpu, lrs);
+        if synced.notified.contains(VTIMER_INTID) && self.vcpus[slot].vtimer_masked {
             self.vcpus[slot].vtimer_masked = false;
             timer::unmask_virtual_timer();
         }
-        let flushed = vgic.flush(vcpu, lrs);
+    }
+
+    /// Before an entry: moves the highest-priority deliverable interrupts into free list
+    /// registers, asking for the underflow maintenance interrupt if more are waiting.
+    fn flush_list_registers(&mut self, slot: usize, shared: &mut VmShared) {
+        let Some(vgic) = shared.devices.vgic.as_mut() else { return };
+        let version = vgic.version();
+        let mut lrs = [ListRegister::default(); MAX_LIST_REGISTERS];
+        let lrs = &mut lrs[..self.lr_count];
+        self.read_list_registers(version, lrs);
+        let flushed = vgic.flush(self.vcpus[slot].vcpu, lrs);
         for (n, lr) in lrs.iter().enumerate() {
             let raw = match version {
                 GicVersion::V3 => lr.to_ich_lr(),
@@ -629,7 +660,7 @@ impl CpuRuntime {
                 if shared.lifecycle != Lifecycle::Running || shared.devices.power[vcpu] != VcpuPower::On {
                     return;
                 }
-                self.refresh_list_registers(slot, &mut shared);
+                self.flush_list_registers(slot, &mut shared);
             }
             let kind = exception::run_guest(&mut self.vcpus[slot].regs);
             let syndrome = exception::exit_syndrome();
@@ -637,13 +668,18 @@ impl CpuRuntime {
             #[cfg(feature = "selftest-panic")]
             SELFTEST_EXITS.fetch_add(1, Ordering::Relaxed);
             if matches!(exit, VmExit::Irq | VmExit::Fiq) {
-                vm.shared.lock().devices.stats.irq += 1;
+                {
+                    let mut shared = vm.shared.lock();
+                    shared.devices.stats.irq += 1;
+                    self.sync_list_registers(slot, &mut shared);
+                }
                 self.drain_interrupts();
                 // A physical interrupt is a scheduling point.
                 return;
             }
             let outcome = {
                 let mut shared = vm.shared.lock();
+                self.sync_list_registers(slot, &mut shared);
                 shared.devices.handle_exit(vcpu, &mut self.vcpus[slot].regs, exit, &syndrome, &mut hw)
             };
             self.kick_vcpus(vm, outcome.kicks);
@@ -679,10 +715,23 @@ impl CpuRuntime {
     /// virtual timer fires. Returns false if it has something to do already.
     fn block(&mut self, slot: usize) -> bool {
         let v = &self.vcpus[slot];
-        let deliverable = v.vm.shared.lock().devices.vgic.as_ref().is_some_and(|g| g.has_deliverable(v.vcpu));
-        if deliverable {
+        let version = {
+            let shared = v.vm.shared.lock();
+            let Some(vgic) = shared.devices.vgic.as_ref() else { return false };
+            if vgic.has_deliverable(v.vcpu) {
+                return false;
+            }
+            vgic.version()
+        };
+        // An interrupt already in a list register and pending also wakes WFI (trapped WFI does
+        // not look at it: HCR_EL2.TWI traps unconditionally).
+        let mut lrs = [ListRegister::default(); MAX_LIST_REGISTERS];
+        let lrs = &mut lrs[..self.lr_count];
+        self.read_list_registers(version, lrs);
+        if lrs.iter().any(|lr| matches!(lr.state, LrState::Pending | LrState::PendingActive)) {
             return false;
         }
+        let v = &self.vcpus[slot];
         let vtimer = timer::virtual_timer();
         if vtimer.enabled && !vtimer.masked && vtimer.fired {
             return false;

@@ -132,11 +132,17 @@ pub fn wait_for_interrupt() {
 /// masked, and an interrupt that became pending since is taken as soon as the WFI returns. IRQs
 /// are unmasked when this returns.
 pub fn wait_until(mut done: impl FnMut() -> bool) {
+    wait_for(|| done().then_some(()))
+}
+
+/// Waits in WFI, as [`wait_until`] does, until `poll()` returns something, and returns that.
+/// `poll` runs with IRQs masked, so on one CPU it sees the interrupt handler's data at rest.
+pub fn wait_for<T>(mut poll: impl FnMut() -> Option<T>) -> T {
     loop {
         disable();
-        if done() {
+        if let Some(value) = poll() {
             enable();
-            return;
+            return value;
         }
         wait_for_interrupt();
         enable();
