@@ -9,10 +9,9 @@ use core::fmt;
 pub fn value<'a>(bootargs: &'a str, key: &str) -> Option<&'a str> {
     bootargs
         .split_whitespace()
+        .rev()
         .filter_map(|word| word.split_once('='))
-        .filter(|(k, _)| *k == key)
-        .map(|(_, v)| v)
-        .last()
+        .find_map(|(k, v)| (k == key).then_some(v))
 }
 
 /// Whether `bootargs` holds the word `flag` on its own.

@@ -111,7 +111,11 @@ pub struct CpuList {
 
 impl CpuList {
     /// The list for a guest running on `primary`, from the CPUs a source describes.
-    pub fn new(primary: Mpidr, described: impl IntoIterator<Item = Mpidr>, source: CpuSource) -> Self {
+    pub fn new(
+        primary: Mpidr,
+        described: impl IntoIterator<Item = Mpidr>,
+        source: CpuSource,
+    ) -> Self {
         let mut list = Self {
             mpidrs: [primary; MAX_CPUS],
             len: 1,
@@ -180,7 +184,10 @@ mod tests {
         assert_eq!(mpidr, Mpidr::from_affinity(0, 0, 0, 3));
         assert_eq!(mpidr.value(), 3);
         let deep = Mpidr::from_register(0x0000_0012_c103_0201);
-        assert_eq!((deep.aff3(), deep.aff2(), deep.aff1(), deep.aff0()), (0x12, 0x03, 0x02, 0x01));
+        assert_eq!(
+            (deep.aff3(), deep.aff2(), deep.aff1(), deep.aff0()),
+            (0x12, 0x03, 0x02, 0x01)
+        );
         assert_eq!(deep.value(), 0x12_0003_0201);
         assert_eq!(deep.packed(), 0x1203_0201);
         assert_eq!(std::format!("{deep}"), "0x1200030201");
@@ -189,19 +196,32 @@ mod tests {
     #[test]
     fn puts_the_primary_first() {
         let cpus = (0..4).map(|n| Mpidr::from_affinity(0, 0, 0, n));
-        let list = CpuList::new(Mpidr::from_affinity(0, 0, 0, 2), cpus, CpuSource::DeviceTree);
+        let list = CpuList::new(
+            Mpidr::from_affinity(0, 0, 0, 2),
+            cpus,
+            CpuSource::DeviceTree,
+        );
         let aff0: std::vec::Vec<u8> = list.as_slice().iter().map(|m| m.aff0()).collect();
         assert_eq!(aff0, [2, 0, 1, 3]);
         assert_eq!(list.len(), 4);
         assert!(list.primary_described);
         assert_eq!(list.index_of(Mpidr::from_affinity(0, 0, 0, 3)), Some(3));
-        assert_eq!(list.secondaries().map(|(i, _)| i).collect::<std::vec::Vec<_>>(), [1, 2, 3]);
+        assert_eq!(
+            list.secondaries()
+                .map(|(i, _)| i)
+                .collect::<std::vec::Vec<_>>(),
+            [1, 2, 3]
+        );
     }
 
     #[test]
     fn caps_the_list_and_drops_duplicates() {
         let cpus = (0..12).chain([5]).map(|n| Mpidr::from_affinity(0, 0, 0, n));
-        let list = CpuList::new(Mpidr::from_affinity(0, 0, 0, 0), cpus, CpuSource::DeviceTree);
+        let list = CpuList::new(
+            Mpidr::from_affinity(0, 0, 0, 0),
+            cpus,
+            CpuSource::DeviceTree,
+        );
         assert_eq!(list.len(), MAX_CPUS);
         assert_eq!(list.described, 13);
         let lonely = CpuList::new(Mpidr::from_affinity(0, 0, 0, 0), [], CpuSource::PsciProbe);

@@ -383,7 +383,10 @@ mod tests {
             })
         );
         assert_eq!(dt.memory_reservations().count(), 0);
-        assert_eq!(dt.cpus().collect::<std::vec::Vec<_>>(), [Mpidr::from_affinity(0, 0, 0, 0)]);
+        assert_eq!(
+            dt.cpus().collect::<std::vec::Vec<_>>(),
+            [Mpidr::from_affinity(0, 0, 0, 0)]
+        );
         assert_eq!(
             dt.gic(),
             Ok(GicLayout::V3 {
@@ -415,7 +418,10 @@ mod tests {
             })
         );
         assert_eq!(dt.virtual_timer_intid(), Some(27));
-        assert_eq!(dt.bootargs(), Some("heartbeat.beats=500 heartbeat.bound_us=20000"));
+        assert_eq!(
+            dt.bootargs(),
+            Some("heartbeat.beats=500 heartbeat.bound_us=20000")
+        );
 
         let dt = DeviceTree::new(0x40ff_0000, SMP_V2).unwrap();
         assert_eq!(dt.cpus().count(), 2);

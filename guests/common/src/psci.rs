@@ -381,7 +381,10 @@ mod tests {
         assert_eq!(AffinityState::from_return(0), Ok(AffinityState::On));
         assert_eq!(AffinityState::from_return(1), Ok(AffinityState::Off));
         assert_eq!(AffinityState::from_return(2), Ok(AffinityState::OnPending));
-        assert_eq!(AffinityState::from_return(-2), Err(ReturnCode::InvalidParameters));
+        assert_eq!(
+            AffinityState::from_return(-2),
+            Err(ReturnCode::InvalidParameters)
+        );
         assert_eq!(std::format!("{}", AffinityState::OnPending), "ON_PENDING");
         assert_eq!(status(0), Ok(()));
         assert_eq!(status(-4), Err(ReturnCode::AlreadyOn));

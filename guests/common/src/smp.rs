@@ -116,7 +116,10 @@ pub fn start_cpu(index: usize, target: Mpidr, main: SecondaryMain) -> Result<(),
 
 /// Called by `__guest_secondary_start` with the CPU's logical index, on its own stack.
 extern "C" fn secondary_rust_start(index: usize) -> ! {
-    match ENTRIES.get(index).map(|entry| entry.load(Ordering::Acquire)) {
+    match ENTRIES
+        .get(index)
+        .map(|entry| entry.load(Ordering::Acquire))
+    {
         Some(address) if address != 0 => {
             // SAFETY: `start_cpu` is the only writer of ENTRIES besides the initial zeros, and
             // stores valid `SecondaryMain` values converted to their addresses.
@@ -135,7 +138,9 @@ extern "C" fn secondary_rust_start(index: usize) -> ! {
 pub fn cpus(boot: &Boot) -> CpuList {
     let primary = current_mpidr();
     match &boot.device_tree {
-        Ok(dt) if dt.cpus().next().is_some() => CpuList::new(primary, dt.cpus(), CpuSource::DeviceTree),
+        Ok(dt) if dt.cpus().next().is_some() => {
+            CpuList::new(primary, dt.cpus(), CpuSource::DeviceTree)
+        }
         _ => CpuList::new(
             primary,
             (0..MAX_CPUS as u8)

@@ -98,7 +98,10 @@ mod tests {
         assert_eq!((stats.min(), stats.max()), (Some(10), Some(45)));
         assert_eq!(std::format!("{stats}"), "min 10 / mean 26 / max 45");
         let halved = stats.map(|x| x / 2);
-        assert_eq!((halved.min(), halved.mean(), halved.max()), (Some(5), Some(13), Some(22)));
+        assert_eq!(
+            (halved.min(), halved.mean(), halved.max()),
+            (Some(5), Some(13), Some(22))
+        );
         stats.record(u64::MAX);
         stats.record(u64::MAX);
         assert_eq!(stats.max(), Some(u64::MAX));

@@ -37,7 +37,12 @@ struct Options {
 }
 
 /// Reads one option; a bad value is reported as a failed check and the default used.
-fn option(checks: &mut Checks<'static, Console>, args: &'static str, key: &'static str, default: u64) -> u64 {
+fn option(
+    checks: &mut Checks<'static, Console>,
+    args: &'static str,
+    key: &'static str,
+    default: u64,
+) -> u64 {
     match bootargs::number_or(args, key, default) {
         Ok(value) => value,
         Err(BadNumber { key, text }) => {
@@ -56,7 +61,9 @@ fn on_interrupt(intid: u32) {
         OTHER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let next = HEART.lock().on_timer(now, timer::deadline(), timer::fired());
+    let next = HEART
+        .lock()
+        .on_timer(now, timer::deadline(), timer::fired());
     match next {
         Next::Deadline(deadline) => timer::set_deadline(deadline),
         Next::Stop => timer::stop(),
@@ -95,7 +102,10 @@ pub fn main(boot: &'static Boot) -> ! {
         period_us: option(&mut checks, args, "heartbeat.period_us", DEFAULT_PERIOD_US),
     };
     if options.period_us == 0 {
-        checks.fail("heartbeat options are valid", "heartbeat.period_us=0; using 1000");
+        checks.fail(
+            "heartbeat options are valid",
+            "heartbeat.period_us=0; using 1000",
+        );
         options.period_us = DEFAULT_PERIOD_US;
     }
 
@@ -127,7 +137,10 @@ pub fn main(boot: &'static Boot) -> ! {
         gic.version()
     );
     if period == 0 {
-        checks.fail("heartbeat timer usable", format_args!("CNTFRQ_EL0 = {frequency} Hz"));
+        checks.fail(
+            "heartbeat timer usable",
+            format_args!("CNTFRQ_EL0 = {frequency} Hz"),
+        );
         checks.finish()
     }
 
@@ -174,7 +187,10 @@ pub fn main(boot: &'static Boot) -> ! {
         format_args!(
             "{} beats{}{}{}",
             heart.beats(),
-            Count(missed, " missed: the timer fired early or with a deadline this guest did not set"),
+            Count(
+                missed,
+                " missed: the timer fired early or with a deadline this guest did not set"
+            ),
             Count(spurious, " spurious timer interrupt(s) ignored"),
             Count(u64::from(others), " other interrupt(s)"),
         ),

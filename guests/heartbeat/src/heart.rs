@@ -185,11 +185,20 @@ mod tests {
         let first = heart.start(1_000, PERIOD, 3);
         assert_eq!(first, 1_000 + PERIOD);
         // 500 ticks late: the next deadline is still one period after this one.
-        assert_eq!(heart.on_timer(first + 500, first, true), Next::Deadline(first + PERIOD));
+        assert_eq!(
+            heart.on_timer(first + 500, first, true),
+            Next::Deadline(first + PERIOD)
+        );
         // Very late (past the next deadline too): the one after follows at once.
         let second = first + PERIOD;
-        assert_eq!(heart.on_timer(second + 3 * PERIOD, second, true), Next::Deadline(second + PERIOD));
-        assert_eq!(heart.on_timer(second + 3 * PERIOD + 10, second + PERIOD, true), Next::Stop);
+        assert_eq!(
+            heart.on_timer(second + 3 * PERIOD, second, true),
+            Next::Deadline(second + PERIOD)
+        );
+        assert_eq!(
+            heart.on_timer(second + 3 * PERIOD + 10, second + PERIOD, true),
+            Next::Stop
+        );
         assert!(heart.is_done());
         assert_eq!(heart.beats(), 3);
         assert_eq!(heart.lateness().max(), Some(3 * PERIOD));
@@ -234,11 +243,17 @@ mod tests {
         assert_eq!(heart.on_timer(deadline - 5, deadline, false), Next::Ignore);
         assert_eq!(heart.spurious(), 1);
         // The timer claims to have fired early, with a deadline the guest never set: re-armed.
-        assert_eq!(heart.on_timer(deadline - 5, 3, true), Next::Deadline(deadline));
+        assert_eq!(
+            heart.on_timer(deadline - 5, 3, true),
+            Next::Deadline(deadline)
+        );
         assert_eq!(heart.missed(), 1);
         assert_eq!(heart.beats(), 0);
         // On time, but CNTV_CVAL_EL0 no longer holds what was programmed.
-        assert_eq!(heart.on_timer(deadline, deadline + 7, true), Next::Deadline(deadline + PERIOD));
+        assert_eq!(
+            heart.on_timer(deadline, deadline + 7, true),
+            Next::Deadline(deadline + PERIOD)
+        );
         assert_eq!(heart.beats(), 1);
         assert_eq!(heart.missed(), 2);
         // A short run: every beat is in the warm-up, so the worst is over all of them.

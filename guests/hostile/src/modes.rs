@@ -18,7 +18,12 @@ enum Mode {
 }
 
 impl Mode {
-    const ALL: [Mode; 4] = [Mode::SpinMasked, Mode::SgiStorm, Mode::TouchAll, Mode::Crash];
+    const ALL: [Mode; 4] = [
+        Mode::SpinMasked,
+        Mode::SgiStorm,
+        Mode::TouchAll,
+        Mode::Crash,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -64,7 +69,11 @@ pub fn main(boot: &'static Boot) -> ! {
         let mut checks = Checks::new();
         checks.fail(
             "hostile.mode names a misbehaviour",
-            format_args!("got {:?}; want hostile.mode={}", requested.unwrap_or(""), Modes),
+            format_args!(
+                "got {:?}; want hostile.mode={}",
+                requested.unwrap_or(""),
+                Modes
+            ),
         );
         checks.finish()
     };
@@ -87,9 +96,7 @@ fn start_secondaries(boot: &Boot, main: smp::SecondaryMain) -> usize {
 
 fn spin_masked(boot: &Boot) -> ! {
     let cpus = smp::cpus(boot).len();
-    println!(
-        "hostile: mode spin-masked: {cpus} vCPU(s) spin with DAIF masked, forever"
-    );
+    println!("hostile: mode spin-masked: {cpus} vCPU(s) spin with DAIF masked, forever");
     start_secondaries(boot, spin_masked_secondary);
     spin_masked_forever()
 }
@@ -109,7 +116,9 @@ fn sgi_storm(boot: &Boot) -> ! {
     let gic = match gic::init(boot).and_then(|gic| gic.init_cpu().map(|_| gic)) {
         Ok(gic) => gic,
         Err(error) => {
-            println!("hostile: mode sgi-storm: no GIC ({error}); spinning with DAIF masked instead");
+            println!(
+                "hostile: mode sgi-storm: no GIC ({error}); spinning with DAIF masked instead"
+            );
             spin_masked_forever()
         }
     };

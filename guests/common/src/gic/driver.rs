@@ -7,8 +7,8 @@ use spin::Once;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 
 use super::regs::{
-    GiccRegisters, GicdRegisters, GicrRdRegisters, GicrSgiRegisters, GICC_CTLR, GICC_IAR,
-    GICC_PMR, GICD_CTLR, GICR_CTLR, GICR_TYPER, GICR_WAKER, IPRIORITYR, ITARGETSR,
+    GiccRegisters, GicdRegisters, GicrRdRegisters, GicrSgiRegisters, GICC_CTLR, GICC_IAR, GICC_PMR,
+    GICD_CTLR, GICR_CTLR, GICR_TYPER, GICR_WAKER, IPRIORITYR, ITARGETSR,
 };
 use super::{
     fallback_interface_bit, gicd_sgir_value, intid_bit, sgi1r_value, GicError, GicLayout,
@@ -18,8 +18,8 @@ use super::{
 use crate::cpu::{current_mpidr, Mpidr, MAX_CPUS};
 use crate::platform::Boot;
 use crate::registers::{
-    ICC_BPR1_EL1, ICC_CTLR_EL1, ICC_EOIR1_EL1, ICC_IAR1_EL1, ICC_IGRPEN1_EL1, ICC_PMR_EL1,
-    ICC_SGI1R_EL1, ICC_SRE_EL1, ID_AA64PFR0_EL1,
+    ICC_CTLR_EL1, ICC_EOIR1_EL1, ICC_IAR1_EL1, ICC_IGRPEN1_EL1, ICC_PMR_EL1, ICC_SGI1R_EL1,
+    ICC_SRE_EL1, ID_AA64PFR0_EL1,
 };
 use crate::timer;
 
@@ -92,14 +92,12 @@ fn slot(mpidr: Mpidr) -> Option<usize> {
 pub fn layout(boot: &Boot) -> Result<GicLayout, GicError> {
     match &boot.device_tree {
         Ok(dt) => dt.gic(),
-        Err(_) => Ok(
-            match ID_AA64PFR0_EL1.read_as_enum(ID_AA64PFR0_EL1::GIC) {
-                Some(ID_AA64PFR0_EL1::GIC::Value::V3 | ID_AA64PFR0_EL1::GIC::Value::V4p1) => {
-                    GicLayout::DEFAULT_V3
-                }
-                _ => GicLayout::DEFAULT_V2,
-            },
-        ),
+        Err(_) => Ok(match ID_AA64PFR0_EL1.read_as_enum(ID_AA64PFR0_EL1::GIC) {
+            Some(ID_AA64PFR0_EL1::GIC::Value::V3 | ID_AA64PFR0_EL1::GIC::Value::V4p1) => {
+                GicLayout::DEFAULT_V3
+            }
+            _ => GicLayout::DEFAULT_V2,
+        }),
     }
 }
 
@@ -123,7 +121,10 @@ pub fn init(boot: &Boot) -> Result<&'static Gic, GicError> {
 
 /// Waits up to [`SETTLE_MICROS`] for `settled()`.
 fn settle(settled: impl FnMut() -> bool) -> bool {
-    timer::spin_until(timer::now().saturating_add(timer::ticks(SETTLE_MICROS)), settled)
+    timer::spin_until(
+        timer::now().saturating_add(timer::ticks(SETTLE_MICROS)),
+        settled,
+    )
 }
 
 /// Every priority byte of four INTIDs set to [`DEFAULT_PRIORITY`].
@@ -257,16 +258,19 @@ impl Gic {
                 }
                 sgi.isenabler0.set(ALL_SGIS);
 
-                ICC_SRE_EL1.modify(ICC_SRE_EL1::SRE::SET);
-                barrier::isb(barrier::SY);
+                // A hypervisor makes SRE RAO/WI; write it only where it is not (bare metal).
                 if !ICC_SRE_EL1.is_set(ICC_SRE_EL1::SRE) {
-                    return Err(GicError::SystemRegistersDisabled);
+                    ICC_SRE_EL1.modify(ICC_SRE_EL1::SRE::SET);
+                    barrier::isb(barrier::SY);
+                    if !ICC_SRE_EL1.is_set(ICC_SRE_EL1::SRE) {
+                        return Err(GicError::SystemRegistersDisabled);
+                    }
                 }
                 ICC_PMR_EL1.write(ICC_PMR_EL1::Priority.val(0xff));
-                ICC_BPR1_EL1.write(ICC_BPR1_EL1::BinaryPoint.val(0));
-                ICC_CTLR_EL1.modify(
-                    ICC_CTLR_EL1::EOImode::DropAndDeactivate,
-                );
+                // EOImode 0 is the reset value; change it only if something set it.
+                if ICC_CTLR_EL1.matches_all(ICC_CTLR_EL1::EOImode::DropOnly) {
+                    ICC_CTLR_EL1.modify(ICC_CTLR_EL1::EOImode::DropAndDeactivate);
+                }
                 ICC_IGRPEN1_EL1.write(ICC_IGRPEN1_EL1::Enable::SET);
                 barrier::isb(barrier::SY);
                 if let Some(slot) = slot(mpidr) {
@@ -360,9 +364,7 @@ impl Gic {
     pub fn end_of_interrupt(&self, interrupt: Acknowledged) {
         match self.version() {
             GicVersion::V3 => {
-                ICC_EOIR1_EL1.write(
-                    ICC_EOIR1_EL1::INTID.val(u64::from(interrupt.raw)),
-                );
+                ICC_EOIR1_EL1.write(ICC_EOIR1_EL1::INTID.val(u64::from(interrupt.raw)));
                 barrier::isb(barrier::SY);
             }
             GicVersion::V2 => self.gicc().eoir.set(interrupt.raw),

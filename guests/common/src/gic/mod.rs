@@ -13,8 +13,9 @@
 //! GICR region for the frame whose GICR_TYPER.Affinity_Value is the CPU's MPIDR affinity
 //! (stopping at GICR_TYPER.Last), woken (GICR_WAKER.ProcessorSleep = 0, wait for
 //! ChildrenAsleep = 0), its SGI frame set up (IGROUPR0, IPRIORITYR0-7, ISENABLER0), and the CPU
-//! interface (ICC_SRE_EL1.SRE must read 1, ICC_PMR_EL1 = 0xff, ICC_BPR1_EL1 = 0,
-//! ICC_CTLR_EL1.EOImode = 0, ICC_IGRPEN1_EL1 = 1). GICv2 (IHI 0048B chapter 4): GICD_CTLR.Enable
+//! interface (ICC_SRE_EL1.SRE must read 1, ICC_PMR_EL1 = 0xff, ICC_CTLR_EL1.EOImode = 0,
+//! ICC_IGRPEN1_EL1 = 1; the binary point is left alone: handlers run with IRQs masked, so
+//! nothing preempts anything). GICv2 (IHI 0048B chapter 4): GICD_CTLR.Enable
 //! once; on every CPU its banked GICD_IPRIORITYR0-7 and GICD_ISENABLER0, its interface bit from
 //! GICD_ITARGETSR0, then GICC_PMR = 0xff and GICC_CTLR.Enable.
 //!
@@ -366,26 +367,47 @@ mod tests {
     #[test]
     fn encodes_gicv3_sgis() {
         // SGI 1 to Aff0 = 2: INTID in 27:24, TargetList bit 2.
-        assert_eq!(sgi1r_value(1, SgiTarget::Cpu(CPU2), Mpidr::from_affinity(0, 0, 0, 0)), Ok(0x0100_0004));
+        assert_eq!(
+            sgi1r_value(1, SgiTarget::Cpu(CPU2), Mpidr::from_affinity(0, 0, 0, 0)),
+            Ok(0x0100_0004)
+        );
         // To itself: the sender's own affinity.
         assert_eq!(sgi1r_value(0, SgiTarget::Current, CPU2), Ok(0x0000_0004));
         // Every other CPU: IRM (bit 40), no target list.
-        assert_eq!(sgi1r_value(15, SgiTarget::AllOthers, CPU2), Ok(0x100_0f00_0000));
+        assert_eq!(
+            sgi1r_value(15, SgiTarget::AllOthers, CPU2),
+            Ok(0x100_0f00_0000)
+        );
         // Higher affinity levels and the range selector.
         let far = Mpidr::from_affinity(3, 2, 1, 17);
         assert_eq!(
             sgi1r_value(3, SgiTarget::Cpu(far), CPU2),
             Ok(0x0003_1002_0301_0002)
         );
-        assert_eq!(sgi1r_value(16, SgiTarget::Current, CPU2), Err(GicError::NotAnSgi(16)));
+        assert_eq!(
+            sgi1r_value(16, SgiTarget::Current, CPU2),
+            Err(GicError::NotAnSgi(16))
+        );
     }
 
     #[test]
     fn encodes_gicv2_sgis() {
-        assert_eq!(gicd_sgir_value(2, SgiTarget::Cpu(CPU2), |_| 0b100), Ok(0x0004_0002));
-        assert_eq!(gicd_sgir_value(0, SgiTarget::Current, |_| unreachable!()), Ok(0x0200_0000));
-        assert_eq!(gicd_sgir_value(7, SgiTarget::AllOthers, |_| unreachable!()), Ok(0x0100_0007));
-        assert_eq!(gicd_sgir_value(99, SgiTarget::Current, |_| 0), Err(GicError::NotAnSgi(99)));
+        assert_eq!(
+            gicd_sgir_value(2, SgiTarget::Cpu(CPU2), |_| 0b100),
+            Ok(0x0004_0002)
+        );
+        assert_eq!(
+            gicd_sgir_value(0, SgiTarget::Current, |_| unreachable!()),
+            Ok(0x0200_0000)
+        );
+        assert_eq!(
+            gicd_sgir_value(7, SgiTarget::AllOthers, |_| unreachable!()),
+            Ok(0x0100_0007)
+        );
+        assert_eq!(
+            gicd_sgir_value(99, SgiTarget::Current, |_| 0),
+            Err(GicError::NotAnSgi(99))
+        );
         assert_eq!(fallback_interface_bit(CPU2), 0b100);
         assert_eq!(fallback_interface_bit(Mpidr::from_affinity(0, 0, 0, 9)), 0);
     }
@@ -399,9 +421,18 @@ mod tests {
 
     #[test]
     fn knows_the_compatibles() {
-        assert_eq!(GicVersion::from_compatible("arm,gic-v3"), Some(GicVersion::V3));
-        assert_eq!(GicVersion::from_compatible("arm,cortex-a15-gic"), Some(GicVersion::V2));
-        assert_eq!(GicVersion::from_compatible("arm,gic-400"), Some(GicVersion::V2));
+        assert_eq!(
+            GicVersion::from_compatible("arm,gic-v3"),
+            Some(GicVersion::V3)
+        );
+        assert_eq!(
+            GicVersion::from_compatible("arm,cortex-a15-gic"),
+            Some(GicVersion::V2)
+        );
+        assert_eq!(
+            GicVersion::from_compatible("arm,gic-400"),
+            Some(GicVersion::V2)
+        );
         assert_eq!(GicVersion::from_compatible("arm,gic-v3-its"), None);
     }
 
@@ -414,12 +445,18 @@ mod tests {
             distributor: DEFAULT_GICD,
             cpu_interface: AddrRange::new(0x4000_0000, 0x4000_2000),
         };
-        assert!(matches!(in_ram.validate(ram), Err(GicError::OverlapsRam { name: "GICC", .. })));
+        assert!(matches!(
+            in_ram.validate(ram),
+            Err(GicError::OverlapsRam { name: "GICC", .. })
+        ));
         let tiny = GicLayout::V3 {
             distributor: DEFAULT_GICD,
             redistributors: AddrRange::new(0x080a_0000, 0x080b_0000),
         };
-        assert!(matches!(tiny.validate(ram), Err(GicError::FrameTooSmall { name: "GICR", .. })));
+        assert!(matches!(
+            tiny.validate(ram),
+            Err(GicError::FrameTooSmall { name: "GICR", .. })
+        ));
         assert_eq!(
             std::format!("{}", GicLayout::DEFAULT_V3),
             "GICv3: GICD 0x8000000..0x8010000, GICR 0x80a0000..0x81a0000"

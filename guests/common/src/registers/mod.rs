@@ -66,7 +66,6 @@ macro_rules! sys_register_write {
     };
 }
 
-pub mod icc_bpr1_el1;
 pub mod icc_ctlr_el1;
 pub mod icc_eoir1_el1;
 pub mod icc_iar1_el1;
@@ -76,7 +75,6 @@ pub mod icc_sgi1r_el1;
 pub mod icc_sre_el1;
 pub mod id_aa64pfr0_el1;
 
-pub use icc_bpr1_el1::ICC_BPR1_EL1;
 pub use icc_ctlr_el1::ICC_CTLR_EL1;
 pub use icc_eoir1_el1::ICC_EOIR1_EL1;
 pub use icc_iar1_el1::ICC_IAR1_EL1;
