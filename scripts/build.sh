@@ -32,11 +32,19 @@ CONFIG="$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")"
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
 
-# 1. The test and demo guests (configs refer to them as target/guests/<name>).
-echo "build: guests ($BULKHEAD_TOOLCHAIN toolchain)" >&2
-bulkhead_cargo "$GUEST_TARGET" build --release -q -p guest-hello -p guest-escape >&2
+# 1. The test and demo guests: every guests/<name> but the shared runtime (package guest-<name>,
+#    bin <name>); configs refer to them as target/guests/<name>.
+GUESTS=()
+for dir in "$ROOT"/guests/*/; do
+    name="$(basename "$dir")"
+    [ "$name" != common ] && [ -f "$dir/Cargo.toml" ] && [ -f "$dir/src/main.rs" ] && GUESTS+=("$name")
+done
+echo "build: guests ${GUESTS[*]} ($BULKHEAD_TOOLCHAIN toolchain)" >&2
+packages=()
+for g in "${GUESTS[@]}"; do packages+=(-p "guest-$g"); done
+bulkhead_cargo "$GUEST_TARGET" build --release -q "${packages[@]}" >&2
 mkdir -p target/guests
-for g in hello escape; do
+for g in "${GUESTS[@]}"; do
     cp "target/$GUEST_TARGET/release/$g" "target/guests/$g"
 done
 

@@ -12,6 +12,7 @@
 //! 9. secondary CPUs                - PSCI CPU_ON or spin table; each reports online at EL2
 //! 10. VMs                          - built from the config; each CPU runs the VMs placed on it
 
+use alloc::borrow::Cow;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -136,7 +137,14 @@ pub fn primary_main(dtb_address: usize, image_start: usize) -> ! {
 
     // 4. The host device tree.
     // SAFETY: the loader hands over the DTB in x0 and Bulkhead reserves it below.
-    let blob = unsafe { dtb_blob(dtb_address) }.unwrap_or_else(|e| boot_error("device tree", e));
+    let raw_blob = unsafe { dtb_blob(dtb_address) }.unwrap_or_else(|e| boot_error("device tree", e));
+    // QEMU raspi4b leaves FDT_NOPs where it deleted nodes; the parser reads a copy without them
+    // (kept for good: the platform borrows its strings).
+    let blob: &'static [u8] = match platform::without_nops(raw_blob) {
+        Ok(Cow::Borrowed(blob)) => blob,
+        Ok(Cow::Owned(copy)) => Vec::leak(copy),
+        Err(error) => boot_error("device tree", error),
+    };
     let platform = match platform::parse(blob) {
         Ok(platform) => PLATFORM.call_once(|| platform),
         Err(error) => boot_error("device tree", error),
@@ -151,7 +159,7 @@ pub fn primary_main(dtb_address: usize, image_start: usize) -> ! {
     }
 
     // 5. Physical memory.
-    let dtb_range = AddrRange::from_start_size(PhysAddr::new(dtb_address as u64), blob.len() as u64)
+    let dtb_range = AddrRange::from_start_size(PhysAddr::new(dtb_address as u64), raw_blob.len() as u64)
         .unwrap_or_else(|| boot_error("device tree", "DTB range overflows"));
     {
         let mut frames = FRAMES.lock();

@@ -67,7 +67,7 @@ def run_qemu(scenario, image):
         if not chunk:
             break
         output += chunk
-        if until and until.encode() in output:
+        if until and until.encode() in output and output.endswith(b"\n"):
             break
     if proc.poll() is None:
         proc.kill()

@@ -13,9 +13,14 @@
 //!
 //! It is deliberately stricter than the specification in one way: `FDT_NOP` is accepted only
 //! before the root node, after it, and directly before an `FDT_END_NODE`, because `fdt`'s node
-//! skipping panics on a NOP between properties or between child nodes. dtc, QEMU and libfdt's
-//! delete operations never leave NOPs elsewhere; only `fdt_nop_property`/`fdt_nop_node` do.
+//! skipping panics on a NOP between properties or between child nodes. dtc and libfdt's delete
+//! operations never leave NOPs elsewhere, but `fdt_nop_property`/`fdt_nop_node` do, and QEMU's
+//! `raspi4b` uses the latter: it hands over the `-dtb` it was given with the nodes of the devices
+//! it does not model (PCIe, GENET, the RNG, the thermal sensor) overwritten by NOPs, so between
+//! child nodes of `/soc` and `/scb`. [`without_nops`] turns such a blob into one without NOPs,
+//! which [`validate`] then checks as usual.
 
+use alloc::borrow::Cow;
 use alloc::vec::Vec;
 
 use super::error::{DtError, MAX_DEPTH};
@@ -162,6 +167,116 @@ pub(super) fn validate(dtb: &[u8]) -> Result<Validated<'_>, DtError<'static>> {
     }
     .run()?;
     Ok(Validated { blob, reservations })
+}
+
+/// `dtb` without its `FDT_NOP` tokens: `dtb` itself when it has none, else a compact copy (header,
+/// memory reservation block, structure block without NOPs, strings block, in that order and with
+/// no free space) that [`parse`](super::parse) can read.
+///
+/// Only what the copy needs is checked here (the header's blocks lie inside `totalsize`, the
+/// reservation block ends, every token and property value lies inside the structure block); the
+/// copy is then validated in full like any other blob.
+///
+/// # Errors
+///
+/// [`DtError::InvalidHeader`] or [`DtError::Malformed`] if the blob cannot be walked token by
+/// token.
+pub fn without_nops(dtb: &[u8]) -> Result<Cow<'_, [u8]>, DtError<'static>> {
+    let total = dtb_total_size(dtb)?;
+    let blob = dtb
+        .get(..total)
+        .ok_or(bad_header("totalsize exceeds the buffer"))?;
+    let struct_start = header_size(blob, field::OFF_DT_STRUCT);
+    let strings_start = header_size(blob, field::OFF_DT_STRINGS);
+    let rsvmap_start = header_size(blob, field::OFF_MEM_RSVMAP);
+    if !struct_start.is_multiple_of(4) {
+        return Err(bad_header("structure block is not 4-byte aligned"));
+    }
+    if rsvmap_start < HEADER_SIZE || !rsvmap_start.is_multiple_of(8) {
+        return Err(bad_header("memory reservation block is outside the blob"));
+    }
+    let structure = block(blob, struct_start, header_size(blob, field::SIZE_DT_STRUCT))
+        .ok_or(bad_header("structure block extends past totalsize"))?;
+    let strings = block(blob, strings_start, header_size(blob, field::SIZE_DT_STRINGS))
+        .ok_or(bad_header("strings block extends past totalsize"))?;
+
+    // Offsets (within the structure block) of the runs of tokens to keep, NOPs cut out.
+    let mut keep: Vec<core::ops::Range<usize>> = Vec::new();
+    let mut pos = 0;
+    let mut run_start = 0;
+    let mut nops = false;
+    let malformed = |at: usize, why| DtError::Malformed {
+        offset: struct_start + at,
+        why,
+    };
+    loop {
+        let token = be_u32(structure, pos).ok_or(malformed(pos, "structure block has no FDT_END"))?;
+        let next = match token {
+            FDT_BEGIN_NODE => {
+                let name = structure.get(pos + 4..).unwrap_or_default();
+                let len = name
+                    .iter()
+                    .position(|&b| b == 0)
+                    .ok_or(malformed(pos, "node name is not NUL-terminated"))?;
+                pos + 4 + ((len + 1 + 3) & !3)
+            }
+            FDT_PROP => {
+                let len = be_u32(structure, pos + 4)
+                    .ok_or(malformed(pos, "structure block ends mid-property"))?;
+                pos.checked_add(12)
+                    .and_then(|p| p.checked_add((len as usize).checked_add(3)? & !3))
+                    .ok_or(malformed(pos, "property value runs past the structure block"))?
+            }
+            FDT_END_NODE | FDT_END => pos + 4,
+            FDT_NOP => {
+                nops = true;
+                if run_start < pos {
+                    keep.push(run_start..pos);
+                }
+                run_start = pos + 4;
+                pos + 4
+            }
+            _ => return Err(malformed(pos, "unknown structure block token")),
+        };
+        if next > structure.len() {
+            return Err(malformed(pos, "token runs past the structure block"));
+        }
+        pos = next;
+        if token == FDT_END {
+            break;
+        }
+    }
+    if !nops {
+        return Ok(Cow::Borrowed(dtb));
+    }
+    if run_start < pos {
+        keep.push(run_start..pos);
+    }
+
+    let rsvmap_len = (reservations(blob, rsvmap_start)?.len() + 1) * 16;
+    let rsvmap = &blob[rsvmap_start..rsvmap_start + rsvmap_len];
+    let struct_len: usize = keep.iter().map(|run| run.len()).sum();
+    let new_rsvmap = HEADER_SIZE; // 40: 8-byte aligned
+    let new_struct = new_rsvmap + rsvmap_len;
+    let new_strings = new_struct + struct_len;
+    let new_total = new_strings + strings.len();
+
+    let mut out = Vec::with_capacity(new_total);
+    out.extend_from_slice(&blob[..HEADER_SIZE]);
+    out.extend_from_slice(rsvmap);
+    for run in keep {
+        out.extend_from_slice(&structure[run]);
+    }
+    out.extend_from_slice(strings);
+    let mut set = |offset: usize, value: usize| {
+        out[offset..offset + 4].copy_from_slice(&(value as u32).to_be_bytes());
+    };
+    set(field::TOTALSIZE, new_total);
+    set(field::OFF_DT_STRUCT, new_struct);
+    set(field::OFF_DT_STRINGS, new_strings);
+    set(field::OFF_MEM_RSVMAP, new_rsvmap);
+    set(field::SIZE_DT_STRUCT, struct_len);
+    Ok(Cow::Owned(out))
 }
 
 /// `blob[start..start + size]`, if it lies inside the blob.

@@ -143,6 +143,13 @@ pub enum DtError<'a> {
     },
     /// No enabled memory node with a non-empty `reg`.
     NoMemory,
+    /// No RAM, and a memory node whose `reg` entries all have size 0: the placeholder a Raspberry
+    /// Pi DTB carries (`reg = <0 0 0>`) for the firmware to fill in with the board's RAM. The blob
+    /// was not passed through the firmware (or QEMU `-dtb`, which does the same).
+    UnfilledMemory {
+        /// The memory node.
+        node: NodePath<'a>,
+    },
     /// No enabled GIC the hypervisor can drive.
     NoGic,
     /// No enabled PL011 UART, neither at `stdout-path` nor anywhere else.
@@ -173,6 +180,12 @@ impl fmt::Display for DtError<'_> {
             Self::NoMemory => {
                 f.write_str("no memory (no enabled memory node with a non-empty reg)")
             }
+            Self::UnfilledMemory { node } => write!(
+                f,
+                "no memory: {node} has only zero-size reg entries, a placeholder that the \
+                 firmware fills in with the board's RAM (this DTB did not come through the \
+                 firmware or QEMU -dtb)"
+            ),
             Self::NoGic => f.write_str(
                 "no GIC (interrupt-controller with arm,gic-v3 or arm,cortex-a15-gic/arm,gic-400)",
             ),

@@ -35,6 +35,8 @@ mod error;
 mod walk;
 
 #[cfg(test)]
+mod rpi4_tests;
+#[cfg(test)]
 mod tests;
 
 use alloc::vec::Vec;
@@ -42,7 +44,7 @@ use core::fmt;
 
 use crate::addr::{AddrRange, PhysAddr};
 
-pub use blob::{dtb_total_size, FDT_MAGIC, HEADER_SIZE, MAX_DTB_SIZE};
+pub use blob::{dtb_total_size, without_nops, FDT_MAGIC, HEADER_SIZE, MAX_DTB_SIZE};
 pub use error::{DtError, NodePath, MAX_DEPTH};
 
 /// Parses the host device tree blob into a [`Platform`].

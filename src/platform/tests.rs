@@ -815,6 +815,24 @@ fn nops_before_end_node_are_accepted_elsewhere_rejected() {
     );
 }
 
+#[test]
+fn without_nops_compacts_what_the_validator_refuses() {
+    // No NOPs: the blob itself.
+    assert!(matches!(without_nops(RPI4), Ok(alloc::borrow::Cow::Borrowed(_))));
+
+    // A NOP'd property between others (as fdt_nop_property leaves it) is refused as is, and
+    // parses once the NOPs are gone: to the blob without that property.
+    let middle = with_nopped(RPI4, "/", "compatible");
+    assert!(parse(&middle).is_err());
+    let compact = without_nops(&middle).unwrap();
+    assert_eq!(compact.len(), RPI4.len() - (find_property(RPI4, "/", "compatible").0.len()));
+    assert_eq!(parse(&compact).unwrap(), parse(RPI4).unwrap());
+
+    // The /memreserve/ entries and the header's other fields survive the copy.
+    assert_eq!(parse(&compact).unwrap().reserved, parse(RPI4).unwrap().reserved);
+    assert_eq!(compact[28..32], RPI4[28..32]);
+}
+
 /// The reason the validator exists: `fdt` 0.1.5 panics on this blob where `parse` returns an
 /// error (the panic's message in the test output is expected). If a newer `fdt` stops panicking,
 /// this test's first half can go.
@@ -840,16 +858,21 @@ fn fdt_alone_panics_where_parse_errs() {
 
 // ---- Robustness -----------------------------------------------------------------------------------
 
-/// Parses `dtb`, turning a panic into a test failure that names `what`.
+/// Parses `dtb`, as it is and (as boot does) after `without_nops`, turning a panic into a test
+/// failure that names `what`.
 fn parse_must_not_panic(dtb: &[u8], what: &str) {
-    let outcome = std::panic::catch_unwind(|| {
-        // Format the result too: Display and Debug must not panic either.
-        match parse(dtb) {
-            Ok(platform) => format!("{platform}{platform:?}"),
-            Err(error) => format!("{error}{error:?}"),
-        }
-    });
+    // Format the result too: Display and Debug must not panic either.
+    let describe = |dtb: &[u8]| match parse(dtb) {
+        Ok(platform) => format!("{platform}{platform:?}"),
+        Err(error) => format!("{error}{error:?}"),
+    };
+    let outcome = std::panic::catch_unwind(|| describe(dtb));
     assert!(outcome.is_ok(), "parse panicked on {what}");
+    let outcome = std::panic::catch_unwind(|| match without_nops(dtb) {
+        Ok(compact) => describe(&compact),
+        Err(error) => format!("{error}{error:?}"),
+    });
+    assert!(outcome.is_ok(), "without_nops or parse after it panicked on {what}");
 }
 
 /// A small deterministic generator (xorshift64*) for the random mutations.

@@ -206,6 +206,8 @@ type StdoutTarget<'a> = Result<(&'a str, &'a str), &'static str>;
 struct Collector<'a> {
     model: Option<&'a str>,
     memory: Vec<AddrRange<PhysAddr>>,
+    /// The first enabled memory node whose `reg` entries all have size 0 (a firmware placeholder).
+    unfilled_memory: Option<NodePath<'a>>,
     reserved: Vec<AddrRange<PhysAddr>>,
     cpus_node: bool,
     cpus: Vec<Cpu>,
@@ -249,6 +251,7 @@ pub(super) fn collect<'a>(
     let mut collector = Collector {
         model: props.model.and_then(string),
         memory: Vec::new(),
+        unfilled_memory: None,
         reserved: reservations,
         cpus_node: false,
         cpus: Vec::new(),
@@ -311,10 +314,15 @@ impl<'a> Collector<'a> {
         if frame.is_root_child() {
             self.cpus_node |= frame.name == "cpus";
             if is_string(props.device_type, "memory") {
+                let mut filled = false;
                 for (address, size) in reg(path, props, frame)? {
                     if size != 0 {
                         self.memory.push(translate(frame, path, address, size)?);
+                        filled = true;
                     }
+                }
+                if !filled {
+                    self.unfilled_memory.get_or_insert(*path);
                 }
             }
         }
@@ -490,7 +498,10 @@ impl<'a> Collector<'a> {
     /// Checks the collection for completeness and decodes interrupts and the console.
     fn finish(self) -> Result<Platform<'a>, DtError<'a>> {
         if self.memory.is_empty() {
-            return Err(DtError::NoMemory);
+            return Err(match self.unfilled_memory {
+                Some(node) => DtError::UnfilledMemory { node },
+                None => DtError::NoMemory,
+            });
         }
         if !self.cpus_node || self.cpus.is_empty() {
             return Err(DtError::Missing { node: "/cpus" });

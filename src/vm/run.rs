@@ -622,6 +622,13 @@ impl CpuRuntime {
         let lrs = &mut lrs[..self.lr_count];
         self.read_list_registers(vgic.version(), lrs);
         let synced = vgic.sync(self.vcpus[slot].vcpu, lrs);
+        // An invalid list register with its EOI bit set keeps the EOI maintenance interrupt
+        // asserted (ICH_EISR_EL2 / GICH_EISR): clear the completed ones now.
+        for (n, lr) in lrs.iter().enumerate() {
+            if lr.state == LrState::Invalid && lr.eoi {
+                self.gic.write_lr(n, 0);
+            }
+        }
         if synced.notified.contains(VTIMER_INTID) && self.vcpus[slot].vtimer_masked {
             self.vcpus[slot].vtimer_masked = false;
             timer::unmask_virtual_timer();
