@@ -84,3 +84,54 @@ fi
     echo "BULKHEAD_TOOLCHAIN=$TC"
 } > "$ROOT/target/toolchain.env"
 say "toolchain: $TC"
+
+# --- Raspberry Pi 4 host device tree (downloaded, not committed) ------------------------------------
+# The real bcm2711-rpi-4-b.dtb comes from Debian's arm64 Linux kernel package (the Linux guest
+# work uses the same package: its extracted tree stays in target/downloads/linux-arm64/, with
+# PACKAGE giving its name and version, boot/vmlinuz-* the kernel Image). From it:
+#   target/rpi4/bcm2711-rpi-4-b.dtb   the DTB as shipped (the rpi4 scenarios give it to QEMU -dtb)
+#   target/rpi4/qemu-raspi4b.dtb      what QEMU raspi4b hands a kernel after editing it (its
+#                                     memory node, NOPs over the devices it lacks), for unit tests
+# Only what is missing is made: once both files exist this costs nothing.
+fetch_rpi4_dtb() {
+    local out="$ROOT/target/rpi4" downloads="$ROOT/target/downloads"
+    local tree="$downloads/linux-arm64"
+    local dtb="$out/bcm2711-rpi-4-b.dtb" dumped="$out/qemu-raspi4b.dtb"
+    mkdir -p "$out" "$downloads"
+    if [ ! -f "$dtb" ]; then
+        if [ ! -f "$tree/PACKAGE" ]; then
+            # Debian's arm64 packages are visible to apt only with the architecture added.
+            if [ "$(dpkg --print-architecture)" != arm64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+                say "adding the arm64 dpkg architecture (to download Debian's arm64 kernel package)"
+                $SUDO dpkg --add-architecture arm64
+                APT_UPDATED=0
+            fi
+            apt-cache show linux-image-arm64:arm64 >/dev/null 2>&1 || { APT_UPDATED=0; apt_update_once; }
+            # The metapackage depends on the current kernel, e.g. linux-image-6.1.0-57-arm64.
+            local pkg
+            pkg="$(apt-cache depends linux-image-arm64:arm64 2>/dev/null \
+                | sed -n 's/^ *Depends: \(linux-image-[^: ]*-arm64\)\(:arm64\)\{0,1\}$/\1/p' | head -n 1)"
+            [ -n "$pkg" ] || { say "WARNING: no linux-image-arm64:arm64 in apt; the rpi4 tests need target/rpi4/bcm2711-rpi-4-b.dtb"; return 0; }
+            say "downloading $pkg:arm64 (~60 MB) for bcm2711-rpi-4-b.dtb"
+            rm -rf "$tree.tmp" && mkdir -p "$tree.tmp"
+            # apt-get download writes to the current directory; _apt cannot write there as root,
+            # hence its harmless "unsandboxed" notice, which is filtered out.
+            (cd "$downloads" && rm -f linux-image-*_arm64.deb && apt-get download -q "$pkg:arm64" 2>&1 \
+                | grep -v -e 'unsandboxed' -e '^Get:' -e '^Fetched' >&2 || true)
+            local deb
+            deb="$(ls "$downloads"/"$pkg"_*_arm64.deb 2>/dev/null | head -n 1)"
+            [ -n "$deb" ] || { say "WARNING: downloading $pkg:arm64 failed; the rpi4 tests need target/rpi4/bcm2711-rpi-4-b.dtb"; return 0; }
+            dpkg-deb -x "$deb" "$tree.tmp"
+            dpkg-deb -f "$deb" Package Version > "$tree.tmp/PACKAGE"
+            rm -rf "$tree" && mv "$tree.tmp" "$tree" && rm -f "$deb"
+        fi
+        cp "$(ls "$tree"/usr/lib/linux-image-*/broadcom/bcm2711-rpi-4-b.dtb | head -n 1)" "$dtb"
+        say "fetched target/rpi4/bcm2711-rpi-4-b.dtb from $(tr '\n' ' ' < "$tree/PACKAGE")"
+    fi
+    if [ ! -f "$dumped" ] || [ "$dtb" -nt "$dumped" ]; then
+        # QEMU loads the DTB only with a kernel; an empty one does, and dumpdtb quits before it runs.
+        qemu-system-aarch64 -M "raspi4b,dumpdtb=$dumped" -dtb "$dtb" -kernel /dev/null -nographic -nic none >/dev/null 2>&1 || true
+        [ -f "$dumped" ] || say "WARNING: QEMU raspi4b did not dump its DTB to $dumped"
+    fi
+}
+fetch_rpi4_dtb

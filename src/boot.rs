@@ -54,6 +54,11 @@ static GIC: Once<HostGic> = Once::new();
 /// INTID of the EL2 physical timer's PPI (from the DT).
 static HYP_TIMER_INTID: AtomicUsize = AtomicUsize::new(26);
 
+/// The host's GIC, once it is initialised.
+pub fn host_gic() -> Option<&'static HostGic> {
+    GIC.get()
+}
+
 /// The EL2 physical timer's interrupt.
 pub fn hyp_timer_intid() -> u32 {
     HYP_TIMER_INTID.load(Ordering::Relaxed) as u32
@@ -297,8 +302,9 @@ fn build_vms(gic: &HostGic) {
     if built.is_empty() {
         log::warn!("no VM to run");
     }
-    VMS.call_once(|| built);
+    let vms = VMS.call_once(|| built);
     drop(frames);
+    crate::manage::init(vms);
     cpu::send_event();
 }
 

@@ -15,6 +15,7 @@ extern crate alloc;
 
 pub mod addr;
 pub mod drivers;
+pub mod hvconsole;
 pub mod mm;
 pub mod platform;
 pub mod sched;
@@ -27,6 +28,8 @@ pub mod arch;
 pub mod boot;
 #[cfg(target_os = "none")]
 pub mod console;
+#[cfg(target_os = "none")]
+pub mod manage;
 #[cfg(target_os = "none")]
 pub mod panic;
 #[cfg(target_os = "none")]

@@ -43,12 +43,23 @@ def build(scenario):
     return proc.returncode, proc.stdout, (lines[-1] if lines else "")
 
 
+def missing_files(scenario):
+    """The files in the scenario's `needs` (paths relative to the repository root) that do not
+    exist; they are made by scripts/setup.sh, not committed (e.g. the Raspberry Pi 4 DTB)."""
+    return [f for f in scenario.get("needs", []) if not os.path.exists(os.path.join(ROOT, f))]
+
+
 def run_qemu(scenario, image):
+    # QEMU runs in the repository root, so relative paths in qemu_args (-dtb target/...) work
+    # from wherever the runner was started.
     cmd = ["qemu-system-aarch64", *scenario["machine"], "-nographic", "-nic", "none",
            "-kernel", image, *scenario.get("qemu_args", [])]
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    # `input`: bytes typed on the console, each after its marker appeared in the output.
+    typing = [(step["after"].encode(), step["send"].encode().decode("unicode_escape").encode("latin-1"))
+              for step in scenario.get("input", [])]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE if typing else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
     output = b""
@@ -67,6 +78,16 @@ def run_qemu(scenario, image):
         if not chunk:
             break
         output += chunk
+        while typing and typing[0][0] in output:
+            # Type slowly: the UART is polled, and its receive queue is small.
+            for byte in typing.pop(0)[1]:
+                try:
+                    proc.stdin.write(bytes([byte]))
+                    proc.stdin.flush()
+                except BrokenPipeError:
+                    typing.clear()
+                    break
+                time.sleep(0.01)
         if until and until.encode() in output and output.endswith(b"\n"):
             break
     if proc.poll() is None:
@@ -133,6 +154,10 @@ def main(argv):
             text, elapsed = build_out, 0.0
         elif status != 0:
             problems, text, elapsed = [f"build failed ({status})"], build_out, 0.0
+        elif missing_files(s):
+            missing = ", ".join(missing_files(s))
+            problems = [f"missing {missing}: run scripts/setup.sh, which makes it"]
+            text, elapsed = build_out, 0.0
         else:
             text, timed_out, elapsed = run_qemu(s, image)
             problems = check(s, text, timed_out)

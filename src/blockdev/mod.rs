@@ -19,6 +19,7 @@
 //!
 //! Everything here but `virtio_phys` is portable and tested on the host.
 
+mod backend;
 pub mod config;
 pub mod gpt;
 pub mod open;
@@ -32,7 +33,7 @@ mod tests;
 
 use core::fmt;
 
-pub use open::{open, ClaimError, Claims, OpenError};
+pub use open::{open, Claim, ClaimError, Claims, DiskBackend, OpenError, VmDisk};
 
 /// Bytes per sector.
 pub const SECTOR_SIZE: usize = 512;

@@ -5,9 +5,10 @@
 //!
 //! - **read-only**: reads come from the image, writes fail with [`DiskError::ReadOnly`];
 //! - **copy-on-write**: reads come from the image, except for the 4 KiB chunks written so far,
-//!   which live in a sparse overlay on the heap, allocated on first write and bounded by a
-//!   configured size; a write that would need more chunks than the bound allows fails whole with
-//!   [`DiskError::OverlayFull`] and writes nothing;
+//!   which live in an overlay: a pool of chunks the disk is given when it is made (its configured
+//!   bound), handed out on first write. A write that would need more chunks than are left fails
+//!   whole with [`DiskError::OverlayFull`] and writes nothing. Since the pool is the disk's own,
+//!   a guest filling its overlay takes memory from no one else;
 //! - **read-write**: reads and writes go to the image itself, which must then be writable memory
 //!   (the build bundles images read-only, so [`super::open`] copies such an image into RAM
 //!   first).
@@ -20,8 +21,6 @@
 //! which starts again from the image as built. [`RamDisk::reset_overlay`] discards a
 //! copy-on-write disk's writes, for a caller that wants each VM start to see the pristine image.
 
-use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use super::{check_request, DiskError, RawDisk, SECTOR_SIZE};
@@ -57,39 +56,78 @@ impl Image {
     }
 }
 
+/// The chunks a copy-on-write disk has written.
+struct Overlay {
+    /// Memory for the chunks: slot `n` is `pool[n * CHUNK_SIZE..][..CHUNK_SIZE]`.
+    pool: &'static mut [u8],
+    /// `(chunk index, slot)` of every chunk written, sorted by chunk; slots are handed out in
+    /// order, so slot `n` is in use exactly when `n < map.len()`. Its capacity is the pool's
+    /// slot count from the start, so writes never allocate.
+    map: Vec<(u64, usize)>,
+}
+
+impl Overlay {
+    fn new(pool: &'static mut [u8]) -> Self {
+        let slots = pool.len() / CHUNK_SIZE;
+        Self { pool, map: Vec::with_capacity(slots) }
+    }
+
+    fn slots(&self) -> usize {
+        self.pool.len() / CHUNK_SIZE
+    }
+
+    /// The slot holding `chunk`, if it has been written.
+    fn slot(&self, chunk: u64) -> Option<usize> {
+        self.map.binary_search_by_key(&chunk, |&(c, _)| c).ok().map(|at| self.map[at].1)
+    }
+
+    fn chunk(&self, slot: usize) -> &[u8] {
+        &self.pool[slot * CHUNK_SIZE..(slot + 1) * CHUNK_SIZE]
+    }
+
+    fn chunk_mut(&mut self, slot: usize) -> &mut [u8] {
+        &mut self.pool[slot * CHUNK_SIZE..(slot + 1) * CHUNK_SIZE]
+    }
+
+    /// Takes the next free slot for `chunk` (not yet in the overlay; a slot is free).
+    fn insert(&mut self, chunk: u64) -> usize {
+        let slot = self.map.len();
+        let at = self.map.partition_point(|&(c, _)| c < chunk);
+        self.map.insert(at, (chunk, slot));
+        slot
+    }
+}
+
 /// A disk in memory. Its capacity is the image's length in whole sectors (a trailing partial
 /// sector, which the config never produces, is not part of the disk).
 pub struct RamDisk {
     image: Image,
     mode: RamMode,
-    /// Copy-on-write chunks, by chunk index; each [`CHUNK_SIZE`] bytes long.
-    overlay: BTreeMap<u64, Box<[u8]>>,
-    /// Most chunks the overlay may hold (0 unless copy-on-write).
-    max_chunks: usize,
+    /// Copy-on-write only.
+    overlay: Option<Overlay>,
     capacity: u64,
 }
 
 impl RamDisk {
     /// A disk that serves `image` and refuses writes.
     pub fn read_only(image: &'static [u8]) -> Self {
-        Self::with(Image::Shared(image), RamMode::ReadOnly, 0)
+        Self::with(Image::Shared(image), RamMode::ReadOnly, None)
     }
 
-    /// A disk that serves `image` and keeps writes in an overlay of at most `max_overlay_bytes`
-    /// (rounded down to whole 4 KiB chunks).
-    pub fn copy_on_write(image: &'static [u8], max_overlay_bytes: u64) -> Self {
-        let max_chunks = usize::try_from(max_overlay_bytes / CHUNK_SIZE as u64).unwrap_or(usize::MAX);
-        Self::with(Image::Shared(image), RamMode::CopyOnWrite, max_chunks)
+    /// A disk that serves `image` and keeps writes in `pool`, which holds `pool.len() / 4096`
+    /// chunks (the bound on what can be written) and is the disk's from now on.
+    pub fn copy_on_write(image: &'static [u8], pool: &'static mut [u8]) -> Self {
+        Self::with(Image::Shared(image), RamMode::CopyOnWrite, Some(Overlay::new(pool)))
     }
 
     /// A disk that reads and writes `image` in place.
     pub fn read_write(image: &'static mut [u8]) -> Self {
-        Self::with(Image::Owned(image), RamMode::ReadWrite, 0)
+        Self::with(Image::Owned(image), RamMode::ReadWrite, None)
     }
 
-    fn with(image: Image, mode: RamMode, max_chunks: usize) -> Self {
+    fn with(image: Image, mode: RamMode, overlay: Option<Overlay>) -> Self {
         let capacity = (image.bytes().len() / SECTOR_SIZE) as u64;
-        Self { image, mode, overlay: BTreeMap::new(), max_chunks, capacity }
+        Self { image, mode, overlay, capacity }
     }
 
     /// What it does with writes.
@@ -102,20 +140,22 @@ impl RamDisk {
         self.mode == RamMode::ReadOnly
     }
 
-    /// Bytes of heap the copy-on-write overlay holds.
+    /// Bytes of the copy-on-write overlay in use.
     pub fn overlay_bytes(&self) -> u64 {
-        (self.overlay.len() * CHUNK_SIZE) as u64
+        self.overlay.as_ref().map_or(0, |overlay| (overlay.map.len() * CHUNK_SIZE) as u64)
     }
 
-    /// The most bytes the copy-on-write overlay may hold.
+    /// The most bytes the copy-on-write overlay may hold (0 for the other modes).
     pub fn overlay_limit(&self) -> u64 {
-        (self.max_chunks as u64).saturating_mul(CHUNK_SIZE as u64)
+        self.overlay.as_ref().map_or(0, |overlay| (overlay.slots() * CHUNK_SIZE) as u64)
     }
 
-    /// Forgets every write made to a copy-on-write disk (and frees the overlay), so it reads as
-    /// the image again. Does nothing for the other modes.
+    /// Forgets every write made to a copy-on-write disk, so it reads as the image again. Does
+    /// nothing for the other modes.
     pub fn reset_overlay(&mut self) {
-        self.overlay.clear();
+        if let Some(overlay) = &mut self.overlay {
+            overlay.map.clear();
+        }
     }
 
     /// Bytes of the image that are part of the disk.
@@ -140,30 +180,35 @@ impl RamDisk {
         })
     }
 
-    /// A new overlay chunk holding the image's bytes of chunk `chunk`.
-    fn new_chunk(&self, chunk: u64) -> Result<Box<[u8]>, DiskError> {
-        let start = chunk as usize * CHUNK_SIZE;
-        let end = (start + CHUNK_SIZE).min(self.disk_bytes());
-        let mut bytes = Vec::new();
-        bytes.try_reserve_exact(CHUNK_SIZE).map_err(|_| DiskError::OutOfMemory)?;
-        bytes.extend_from_slice(&self.image.bytes()[start..end]);
-        bytes.resize(CHUNK_SIZE, 0);
-        Ok(bytes.into_boxed_slice())
-    }
-
-    /// Copy-on-write: makes sure every chunk `[offset, offset + len)` touches is in the overlay,
-    /// all or none (the new ones hold the image's bytes, so the disk reads the same either way).
-    fn materialize(&mut self, offset: usize, len: usize) -> Result<(), DiskError> {
-        let missing: Vec<u64> = Self::pieces(offset, len)
-            .map(|(chunk, ..)| chunk)
-            .filter(|chunk| !self.overlay.contains_key(chunk))
-            .collect();
-        if self.overlay.len() + missing.len() > self.max_chunks {
-            return Err(DiskError::OverlayFull { max_bytes: self.overlay_limit() });
+    /// Copy-on-write: writes `data` at byte `offset` through the overlay, all or nothing.
+    fn write_overlay(&mut self, offset: usize, data: &[u8]) -> Result<(), DiskError> {
+        let disk_bytes = self.disk_bytes();
+        let image = self.image.bytes();
+        let Some(overlay) = &mut self.overlay else {
+            unreachable!("copy-on-write RamDisks always have an overlay")
+        };
+        // Every chunk touched gets a slot before anything is written, or none does.
+        let missing = Self::pieces(offset, data.len())
+            .filter(|&(chunk, ..)| overlay.slot(chunk).is_none())
+            .count();
+        if overlay.map.len() + missing > overlay.slots() {
+            return Err(DiskError::OverlayFull { max_bytes: (overlay.slots() * CHUNK_SIZE) as u64 });
         }
-        for chunk in missing {
-            let bytes = self.new_chunk(chunk)?;
-            self.overlay.insert(chunk, bytes);
+        for (chunk, within, at, n) in Self::pieces(offset, data.len()) {
+            let slot = match overlay.slot(chunk) {
+                Some(slot) => slot,
+                None => {
+                    // A new chunk starts as the image's bytes (zero past the disk's end).
+                    let slot = overlay.insert(chunk);
+                    let start = chunk as usize * CHUNK_SIZE;
+                    let end = (start + CHUNK_SIZE).min(disk_bytes);
+                    let bytes = overlay.chunk_mut(slot);
+                    bytes[..end - start].copy_from_slice(&image[start..end]);
+                    bytes[end - start..].fill(0);
+                    slot
+                }
+            };
+            overlay.chunk_mut(slot)[within..within + n].copy_from_slice(&data[at..at + n]);
         }
         Ok(())
     }
@@ -178,9 +223,13 @@ impl RawDisk for RamDisk {
         check_request(sector, buf.len(), self.capacity)?;
         let offset = sector as usize * SECTOR_SIZE;
         let image = self.image.bytes();
+        let Some(overlay) = &self.overlay else {
+            buf.copy_from_slice(&image[offset..offset + buf.len()]);
+            return Ok(());
+        };
         for (chunk, within, at, n) in Self::pieces(offset, buf.len()) {
-            let source = match self.overlay.get(&chunk) {
-                Some(bytes) => &bytes[within..within + n],
+            let source = match overlay.slot(chunk) {
+                Some(slot) => &overlay.chunk(slot)[within..within + n],
                 None => &image[offset + at..offset + at + n],
             };
             buf[at..at + n].copy_from_slice(source);
@@ -200,16 +249,7 @@ impl RawDisk for RamDisk {
                 image[offset..offset + data.len()].copy_from_slice(data);
                 Ok(())
             }
-            RamMode::CopyOnWrite => {
-                self.materialize(offset, data.len())?;
-                for (chunk, within, at, n) in Self::pieces(offset, data.len()) {
-                    // `materialize` put every chunk of the range in the overlay.
-                    if let Some(bytes) = self.overlay.get_mut(&chunk) {
-                        bytes[within..within + n].copy_from_slice(&data[at..at + n]);
-                    }
-                }
-                Ok(())
-            }
+            RamMode::CopyOnWrite => self.write_overlay(offset, data),
         }
     }
 
@@ -221,6 +261,8 @@ impl RawDisk for RamDisk {
 
 #[cfg(test)]
 mod tests {
+    use alloc::boxed::Box;
+
     use super::*;
 
     /// A leaked image of `sectors` sectors, byte `i` = `i / SECTOR_SIZE` (its sector number,
@@ -228,6 +270,11 @@ mod tests {
     fn image(sectors: usize) -> &'static mut [u8] {
         let bytes: Vec<u8> = (0..sectors * SECTOR_SIZE).map(|i| (i / SECTOR_SIZE) as u8).collect();
         Box::leak(bytes.into_boxed_slice())
+    }
+
+    /// A leaked overlay pool of `bytes` bytes.
+    fn pool(bytes: usize) -> &'static mut [u8] {
+        Box::leak(vec![0xcd; bytes].into_boxed_slice())
     }
 
     fn sectors(disk: &mut RamDisk, sector: u64, count: usize) -> Vec<u8> {
@@ -286,7 +333,7 @@ mod tests {
         let bytes = image(32);
         let pristine = bytes.to_vec();
         let bytes: &'static [u8] = bytes;
-        let mut disk = RamDisk::copy_on_write(bytes, 2 * CHUNK_SIZE as u64);
+        let mut disk = RamDisk::copy_on_write(bytes, pool(2 * CHUNK_SIZE + 100));
         assert_eq!(disk.overlay_limit(), 8192);
 
         // One sector in the middle of chunk 0: the chunk's other sectors still read as before.
@@ -324,15 +371,31 @@ mod tests {
     #[test]
     fn copy_on_write_of_a_partial_last_chunk() {
         // 10 sectors: chunk 1 holds only sectors 8 and 9.
-        let mut disk = RamDisk::copy_on_write(image(10), 1 << 20);
+        let mut disk = RamDisk::copy_on_write(image(10), pool(1 << 20));
         disk.write(9, &[0x99; SECTOR_SIZE]).unwrap();
         assert_eq!(sectors(&mut disk, 8, 2), [[8; SECTOR_SIZE], [0x99; SECTOR_SIZE]].concat());
         assert!(matches!(disk.write(10, &[0; SECTOR_SIZE]), Err(DiskError::OutOfRange { .. })));
     }
 
     #[test]
+    fn chunks_written_out_of_order_are_found_again() {
+        let mut disk = RamDisk::copy_on_write(image(128), pool(4 * CHUNK_SIZE));
+        for (n, sector) in [40u64, 16, 120, 0].into_iter().enumerate() {
+            disk.write(sector, &[0xa0 + n as u8; SECTOR_SIZE]).unwrap();
+        }
+        assert_eq!(disk.overlay_bytes(), 4 * 4096);
+        for (n, sector) in [40u64, 16, 120, 0].into_iter().enumerate() {
+            assert_eq!(sectors(&mut disk, sector, 1), [0xa0 + n as u8; SECTOR_SIZE], "sector {sector}");
+            assert_eq!(sectors(&mut disk, sector + 1, 1), [sector as u8 + 1; SECTOR_SIZE]);
+        }
+        // Rewriting a chunk it has needs no new one.
+        disk.write(41, &[1; SECTOR_SIZE]).unwrap();
+        assert!(matches!(disk.write(64, &[1; SECTOR_SIZE]), Err(DiskError::OverlayFull { .. })));
+    }
+
+    #[test]
     fn a_zero_overlay_refuses_every_write() {
-        let mut disk = RamDisk::copy_on_write(image(8), 100);
+        let mut disk = RamDisk::copy_on_write(image(8), pool(100));
         assert_eq!(disk.overlay_limit(), 0);
         assert_eq!(disk.write(0, &[1; SECTOR_SIZE]), Err(DiskError::OverlayFull { max_bytes: 0 }));
     }

@@ -101,6 +101,11 @@ register_bitfields! {u64,
     ]
 }
 
+/// A little-endian unsigned integer of up to 8 bytes (virtio structures are little-endian).
+pub(crate) fn le_u64(bytes: &[u8]) -> u64 {
+    bytes.iter().rev().fold(0, |acc, &byte| (acc << 8) | u64::from(byte))
+}
+
 /// Why the device could not access guest RAM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuestMemoryError {

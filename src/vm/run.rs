@@ -45,6 +45,7 @@ use crate::arch::aarch64::{cpu, exception, firmware, fp, mmu, timer, virt};
 use crate::mm::frame::{FrameAllocator, FrameError};
 use crate::mm::pagetable::{MapError, MemoryAttributes, Permissions, Stage2Tables};
 use crate::mm::tables::FrameTables;
+use crate::hvconsole::{VcpuRunState, VcpuStatus, VmRunState};
 use crate::sched::{RunQueue, VcpuRef, VcpuState};
 use crate::vgic::{GicVersion, Kicks, ListRegister, LrState};
 use crate::vm::config::{ImageKind, MemoryPlacement, OnStop, VmConfig, GUEST_RAM_BASE};
@@ -71,6 +72,8 @@ pub const KICK_SGI: u8 = 0;
 /// Why a run-queue operation on a hosted vCPU cannot fail: every hosted vCPU was added to the
 /// run queue when the runtime was made.
 const HOSTED: &str = "hosted vCPUs are in this CPU's run queue";
+/// Longest CPU 0 goes without looking at the console's input.
+const CONSOLE_POLL_MS: u64 = 20;
 /// Most list registers any GIC has (ICH_VTR_EL2.ListRegs is 4 bits).
 const MAX_LIST_REGISTERS: usize = 16;
 
@@ -128,6 +131,19 @@ pub struct VmShared {
     dtb: GuestPhysAddr,
     /// Counter values of recent restarts.
     restarts: Vec<u64>,
+    /// Each vCPU as its physical CPU last reported it, for the console's `list`.
+    pub vcpu_status: Vec<VcpuStatus>,
+}
+
+impl VmShared {
+    /// The VM's life state, for the console.
+    pub fn run_state(&self) -> VmRunState {
+        match self.lifecycle {
+            Lifecycle::Running => VmRunState::Running,
+            Lifecycle::Stopping { .. } => VmRunState::Stopping,
+            Lifecycle::Stopped => VmRunState::Stopped,
+        }
+    }
 }
 
 /// A VM in memory.
@@ -154,6 +170,18 @@ pub struct Vm {
 /// The physical CPU vCPU `vcpu` of VM `config` is placed on.
 pub fn placement(config: &VmConfig, vcpu: usize) -> usize {
     config.cpus[vcpu % config.cpus.len()]
+}
+
+/// Kicks every online CPU in `cpus` (a bit each), the calling one included: each looks at its
+/// vCPUs again at its next scheduling point.
+fn kick_all(cpus: u64) {
+    let Some(gic) = crate::boot::host_gic() else { return };
+    let me = cpu::cpu_index();
+    for target in (0..64).filter(|&t| cpus & (1 << t) != 0 && crate::smp::is_online(t) && t != me) {
+        if let Err(error) = gic.send_sgi(target, KICK_SGI) {
+            log::error!("cpu{me}: cannot kick cpu{target}: {error}");
+        }
+    }
 }
 
 /// The physical CPUs (a bit each) hosting any vCPU of `config`.
@@ -221,6 +249,9 @@ impl Vm {
             entry: ipa_base,
             dtb: ipa_base,
             restarts: Vec::new(),
+            vcpu_status: (0..config.vcpus)
+                .map(|vcpu| VcpuStatus { cpu: placement(config, vcpu), state: VcpuRunState::Off, run_ms: 0 })
+                .collect(),
         };
         let vm = Self { index, config, vmid, ram_host, ram, stage2, cntvoff: cpu::counter(), shared: Mutex::new(shared) };
         {
@@ -327,6 +358,71 @@ impl Vm {
         cpus
     }
 
+    /// `stop` on the hypervisor console: the VM stops and stays stopped.
+    pub fn console_stop(&self) {
+        let cpus = {
+            let mut shared = self.shared.lock();
+            if shared.lifecycle != Lifecycle::Running {
+                log::warn!("vm {}: not running", self.config.name);
+                return;
+            }
+            log::info!("vm {}: stopped from the console", self.config.name);
+            shared.devices.uart.flush();
+            let cpus = host_cpus(self.config);
+            shared.lifecycle = Lifecycle::Stopping { cpus, restart: false };
+            cpus
+        };
+        kick_all(cpus);
+    }
+
+    /// `restart` on the hypervisor console: the VM stops and starts again with fresh images.
+    pub fn console_restart(&self) {
+        let cpus = {
+            let mut shared = self.shared.lock();
+            match shared.lifecycle {
+                Lifecycle::Running => {
+                    log::info!("vm {}: restarted from the console", self.config.name);
+                    shared.devices.uart.flush();
+                    let cpus = host_cpus(self.config);
+                    shared.lifecycle = Lifecycle::Stopping { cpus, restart: true };
+                    cpus
+                }
+                Lifecycle::Stopped => {
+                    drop(shared);
+                    self.console_start();
+                    return;
+                }
+                Lifecycle::Stopping { .. } => {
+                    log::warn!("vm {}: already stopping", self.config.name);
+                    return;
+                }
+            }
+        };
+        kick_all(cpus);
+    }
+
+    /// `start` on the hypervisor console: a stopped VM boots again with fresh images.
+    pub fn console_start(&self) {
+        let cpus = {
+            let mut shared = self.shared.lock();
+            if shared.lifecycle != Lifecycle::Stopped {
+                log::warn!("vm {}: not stopped", self.config.name);
+                return;
+            }
+            shared.devices.reset(self.config.vcpus);
+            if let Err(error) = self.load(&mut shared) {
+                log::error!("vm {}: cannot start: {error}", self.config.name);
+                return;
+            }
+            shared.boot += 1;
+            shared.lifecycle = Lifecycle::Running;
+            VMS_ALIVE.fetch_add(1, Ordering::SeqCst);
+            log::info!("vm {}: started from the console", self.config.name);
+            host_cpus(self.config)
+        };
+        kick_all(cpus);
+    }
+
     /// CPU `cpu` has torn down its vCPUs of this VM. The last CPU out finishes the stop.
     fn release(&self, shared: &mut VmShared, cpu: usize) {
         let Lifecycle::Stopping { cpus, restart } = shared.lifecycle else { return };
@@ -405,6 +501,7 @@ impl VcpuHardware for El1Hardware {
 pub struct CpuRuntime {
     index: usize,
     gic: &'static HostGic,
+    vms: &'static [Vm],
     run_queue: RunQueue,
     vcpus: Vec<Box<HostedVcpu>>,
     /// Index into `vcpus` of the vCPU whose state is in the hardware.
@@ -438,7 +535,7 @@ impl CpuRuntime {
             }
         }
         let lr_count = gic.list_register_count().min(MAX_LIST_REGISTERS);
-        Self { index, gic, run_queue, vcpus, loaded: None, lr_count }
+        Self { index, gic, vms, run_queue, vcpus, loaded: None, lr_count }
     }
 
     /// Runs this CPU's vCPUs forever.
@@ -447,12 +544,19 @@ impl CpuRuntime {
             if crate::panic::stopping() {
                 cpu::halt();
             }
+            if self.index == 0 {
+                crate::manage::poll(self.vms);
+            }
             self.refresh_all();
             let now = cpu::counter();
             let decision = self.run_queue.pick(now);
-            match decision.deadline {
-                Some(deadline) => timer::arm_hyp_timer(deadline),
-                None => timer::disarm_hyp_timer(),
+            self.report_status(decision.run);
+            // CPU 0 also polls the console: it never sleeps longer than CONSOLE_POLL.
+            let poll = (self.index == 0).then(|| now + CONSOLE_POLL_MS * cpu::counter_frequency() / 1000);
+            match (decision.deadline, poll) {
+                (Some(deadline), Some(poll)) => timer::arm_hyp_timer(deadline.min(poll)),
+                (Some(deadline), None) | (None, Some(deadline)) => timer::arm_hyp_timer(deadline),
+                (None, None) => timer::disarm_hyp_timer(),
             }
             match decision.run.and_then(|id| self.slot_of(id)) {
                 Some(slot) => self.run_slot(slot),
@@ -462,6 +566,27 @@ impl CpuRuntime {
                     // set, which it always is at EL2.
                     aarch64_cpu::asm::wfi();
                     self.drain_interrupts();
+                }
+            }
+        }
+    }
+
+    /// Publishes the state and run time of this CPU's vCPUs for the console's `list`.
+    fn report_status(&self, running: Option<VcpuRef>) {
+        let hz = cpu::counter_frequency().max(1);
+        for v in &self.vcpus {
+            let id = v.id();
+            let state = match self.run_queue.state(id) {
+                _ if running == Some(id) => VcpuRunState::Running,
+                Some(VcpuState::Runnable) => VcpuRunState::Runnable,
+                Some(VcpuState::Blocked { .. }) => VcpuRunState::Blocked,
+                Some(VcpuState::Off) | None => VcpuRunState::Off,
+            };
+            let run_ms = self.run_queue.stats(id).map_or(0, |s| s.run_ticks * 1000 / hz);
+            if let Some(mut shared) = v.vm.shared.try_lock() {
+                if let Some(status) = shared.vcpu_status.get_mut(v.vcpu) {
+                    status.state = state;
+                    status.run_ms = run_ms;
                 }
             }
         }
