@@ -65,4 +65,8 @@ case "$PLATFORM" in
 esac
 "$OBJCOPY" -O binary "$elf" "$img"
 cp "$elf" "$out/bulkhead.elf"
+# The board's boot-partition files (rpi4: the firmware's config.txt; see docs/rpi4.md).
+if [ -f "$ROOT/platform/$PLATFORM/config.txt" ]; then
+    cp "$ROOT/platform/$PLATFORM/config.txt" "$out/config.txt"
+fi
 echo "$img"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds Bulkhead and boots the default demo in QEMU (virt, virtualization=on, GICv3, Cortex-A72,
-# 2 CPUs). Ctrl-A X quits QEMU.
+# 2 CPUs; or with --platform rpi4, QEMU's raspi4b with the real bcm2711-rpi-4-b.dtb that setup
+# fetched). Ctrl-A X quits QEMU (raspi4b has no power-off: quit once all VMs have stopped).
 #
-#   scripts/run.sh [--platform qemu-virt] [--config FILE] [--trace] [--debug] [-- QEMU ARGS...]
+#   scripts/run.sh [--platform qemu-virt|rpi4] [--config FILE] [--trace] [--debug] [-- QEMU ARGS...]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_ARGS=()
@@ -14,7 +15,7 @@ while [ $# -gt 0 ]; do
         --config) BUILD_ARGS+=("$1" "$2"); shift 2 ;;
         --trace|--debug) BUILD_ARGS+=("$1"); shift ;;
         --) shift; QEMU_EXTRA=("$@"); break ;;
-        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -22,6 +23,11 @@ IMAGE="$(bash "$ROOT/scripts/build.sh" "${BUILD_ARGS[@]}" | tail -n 1)"
 case "$PLATFORM" in
     qemu-virt)
         MACHINE=(-M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 2 -m 1G) ;;
+    rpi4)
+        # Fixed board: 4 Cortex-A72 cores at EL2, 2 GiB, the image at 0x80000; UART0 on stdio.
+        dtb="$ROOT/target/rpi4/bcm2711-rpi-4-b.dtb"
+        [ -f "$dtb" ] || { echo "run.sh: $dtb is missing: run scripts/setup.sh" >&2; exit 2; }
+        MACHINE=(-M raspi4b -dtb "$dtb") ;;
     *)
         echo "run.sh: no QEMU machine for platform $PLATFORM" >&2; exit 2 ;;
 esac

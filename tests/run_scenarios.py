@@ -122,6 +122,37 @@ def check(scenario, text, timed_out):
         passed, failed = got[-1]
         if failed or passed < minimum:
             problems.append(f"VM {vm}: SUMMARY {passed} passed, {failed} failed (want >= {minimum}, 0 failed)")
+    problems += check_shares(scenario, text)
+    return problems
+
+
+METER_RESULT = re.compile(r"^\[([a-z0-9_-]+)\] meter-result vcpu=(\d+) ran_us=(\d+) total_us=(\d+)")
+
+
+def check_shares(scenario, text):
+    """`shares = { vms = [...], weights = [...], tolerance = t }`: the CPU time the meter guests
+    of those VMs report (summed over their vCPUs) must be in the ratio of the weights, each VM's
+    fraction of the total within `tolerance` (relative) of its expected fraction."""
+    spec = scenario.get("shares")
+    if not spec:
+        return []
+    ran = {}
+    for line in text.splitlines():
+        m = METER_RESULT.match(line.strip())
+        if m:
+            ran[m.group(1)] = ran.get(m.group(1), 0) + int(m.group(3))
+    problems = []
+    total = sum(ran.get(vm, 0) for vm in spec["vms"])
+    weight_total = sum(spec["weights"])
+    if total == 0:
+        return ["no meter-result lines"]
+    for vm, weight in zip(spec["vms"], spec["weights"]):
+        got = ran.get(vm, 0) / total
+        want = weight / weight_total
+        line = f"share of {vm}: {got:.3f} (expected {want:.3f} +- {spec['tolerance'] * 100:.0f}%)"
+        print(f"    {line}")
+        if abs(got - want) > spec["tolerance"] * want:
+            problems.append(line)
     return problems
 
 

@@ -147,7 +147,7 @@ pub trait RawDisk: Send {
 /// its sector count: `len` must be whole sectors and `[sector, sector + count)` must lie on the
 /// disk (a zero-length request anywhere up to the end is fine).
 pub fn check_request(sector: u64, len: usize, capacity: u64) -> Result<u64, DiskError> {
-    if len % SECTOR_SIZE != 0 {
+    if !len.is_multiple_of(SECTOR_SIZE) {
         return Err(DiskError::NotWholeSectors { len });
     }
     let count = (len / SECTOR_SIZE) as u64;

@@ -7,6 +7,7 @@
 //! (a GPT partition's range is only known now). Two read-only disks may share sectors: neither
 //! can change what the other reads.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -133,7 +134,7 @@ impl Claims {
 
     /// Records `claim`, unless it overlaps an earlier claim on the same disk and not both are
     /// read-only.
-    pub fn claim(&mut self, claim: Claim) -> Result<(), ClaimError> {
+    pub fn claim(&mut self, claim: Claim) -> Result<(), Box<ClaimError>> {
         let clash = self.claims.iter().find(|other| {
             other.disk == claim.disk
                 && other.start < claim.end
@@ -141,7 +142,7 @@ impl Claims {
                 && !(other.read_only && claim.read_only)
         });
         match clash {
-            Some(&other) => Err(ClaimError { claim, other }),
+            Some(&other) => Err(Box::new(ClaimError { claim, other })),
             None => {
                 self.claims.push(claim);
                 Ok(())
@@ -157,7 +158,7 @@ impl Claims {
 
 /// Why a disk was not opened (its VM should then not start: a guest missing a disk it was
 /// configured with would misbehave in ways that are hard to trace).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OpenError {
     /// The config names physical disk `disk`, but Bulkhead found only `found`.
     NoSuchDisk {
@@ -181,7 +182,7 @@ pub enum OpenError {
         error: GptError,
     },
     /// The range overlaps another VM's (or disk's).
-    Claimed(ClaimError),
+    Claimed(Box<ClaimError>),
     /// No memory for a copy-on-write overlay or a read-write copy of an image.
     OutOfMemory {
         /// Bytes asked for.
