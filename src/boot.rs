@@ -13,6 +13,7 @@
 //! 10. VMs                          - built from the config; each CPU runs the VMs placed on it
 
 use alloc::borrow::Cow;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -25,6 +26,8 @@ use crate::mm::pagetable::{El2Stage1Tables, MemoryAttributes, Permissions};
 use crate::mm::{heap, tables::FrameTables};
 use crate::platform::{self, GicRegions, Platform, PsciConduit};
 use crate::arch::aarch64::gic::HostGic;
+use crate::vm::config::VmConfig;
+use crate::vm::guest_dtb::GuestDevice;
 use crate::vm::run::{CpuRuntime, Vm};
 use crate::{console, smp, vms};
 
@@ -48,6 +51,8 @@ const HEAP_SIZE: u64 = 8 << 20;
 const MAX_DTB_SIZE: usize = 2 << 20;
 
 static PLATFORM: Once<Platform<'static>> = Once::new();
+/// The host DTB, as the loader handed it over.
+static DTB: Once<&'static [u8]> = Once::new();
 static FRAMES: Mutex<FrameAllocator> = Mutex::new(FrameAllocator::new());
 static VMS: Once<Vec<Vm>> = Once::new();
 static GIC: Once<HostGic> = Once::new();
@@ -150,6 +155,7 @@ pub fn primary_main(dtb_address: usize, image_start: usize) -> ! {
         Ok(Cow::Owned(copy)) => Vec::leak(copy),
         Err(error) => boot_error("device tree", error),
     };
+    DTB.call_once(|| blob);
     let platform = match platform::parse(blob) {
         Ok(platform) => PLATFORM.call_once(|| platform),
         Err(error) => boot_error("device tree", error),
@@ -274,6 +280,42 @@ fn build_el2_map(frames: &mut FrameAllocator, platform: &Platform<'_>, text: Add
     mmu::install_el2_tables(map.root(), 64 - map.tcr_el2_t0sz() as u32);
 }
 
+/// The device-tree nodes of `config`'s passthrough devices, with the `compatible` of the host's
+/// node at the same address.
+fn passthrough_nodes(config: &VmConfig) -> Vec<GuestDevice> {
+    let blob = DTB.get().copied().unwrap_or(&[]);
+    config
+        .passthrough
+        .iter()
+        .map(|device| {
+            let compatible = platform::compatible_at(blob, PhysAddr::new(device.base))
+                .map(|list| list.into_iter().map(String::from).collect())
+                .unwrap_or_else(|| {
+                    log::warn!("vm {}: no host DT node at {:#x} for device {}", config.name, device.base, device.name);
+                    Vec::new()
+                });
+            GuestDevice { compatible, base: device.base, size: device.size, spis: device.spis.to_vec() }
+        })
+        .collect()
+}
+
+/// Routes each passthrough SPI to the CPU of its VM's vCPU 0 and enables it.
+fn route_passthrough_spis(gic: &HostGic, vms: &[Vm]) {
+    for vm in vms {
+        let cpu = crate::vm::run::placement(vm.config, 0);
+        for spi in vm.config.passthrough.iter().flat_map(|d| d.spis.iter().copied()) {
+            let result = gic
+                .set_spi_target(spi, cpu)
+                .and_then(|()| gic.set_level_triggered(spi, true))
+                .and_then(|()| gic.enable_interrupt(spi));
+            match result {
+                Ok(()) => log::info!("vm {}: SPI {spi} routed to cpu{cpu}", vm.config.name),
+                Err(error) => log::error!("vm {}: SPI {spi}: {error}", vm.config.name),
+            }
+        }
+    }
+}
+
 fn build_vms(gic: &HostGic) {
     let mut frames = FRAMES.lock();
     let mut built = Vec::new();
@@ -283,7 +325,8 @@ fn build_vms(gic: &HostGic) {
             log::error!("vm {}: not started: it is placed on cpu{cpu}, which is not online", config.name);
             continue;
         }
-        match Vm::build(built.len(), config, vmid, &mut frames, gic) {
+        let device_nodes = passthrough_nodes(config);
+        match Vm::build(built.len(), config, vmid, &mut frames, gic, device_nodes) {
             Ok(vm) => {
                 log::info!(
                     "vm {}: built (VMID {vmid}, {} MiB, {} vCPU(s) on cpus {:?}, priority {}, slice {} us)",
@@ -304,6 +347,7 @@ fn build_vms(gic: &HostGic) {
     }
     let vms = VMS.call_once(|| built);
     drop(frames);
+    route_passthrough_spis(gic, vms);
     crate::manage::init(vms);
     cpu::send_event();
 }
@@ -342,10 +386,16 @@ pub fn wrong_exception_level(_dtb: usize, el: u64) -> ! {
     // drives it.
     let mut uart = unsafe { crate::drivers::pl011::Pl011::new(board_default_uart()) };
     use core::fmt::Write;
+    let how = match BOARD {
+        // The firmware's default armstub drops every core to EL2; kernel_old=1 or a custom
+        // armstub= leave the kernel at EL3 (Raspberry Pi documentation, config.txt "Boot options").
+        "rpi4" => "Raspberry Pi: keep the default armstub, without kernel_old=1 or armstub= in config.txt",
+        _ => "QEMU: -machine virt,virtualization=on",
+    };
     let _ = write!(
         uart,
         "Bulkhead: entered at EL{el}, but a hypervisor must start at EL2.\n\
-         Bulkhead: boot it from firmware that leaves EL2 to the OS (QEMU: -machine virt,virtualization=on).\n\
+         Bulkhead: boot it from firmware that leaves EL2 to the OS ({how}).\n\
          Bulkhead: stopping.\n"
     );
     cpu::halt()

@@ -23,6 +23,7 @@
 //!         ],
 //!         on_stop: OnStop::Stay,
 //!         psci_smc: false,
+//!         pmu: false,
 //!     },
 //! ];
 //! pub static SCHEDULES: &[CpuSchedule] = &[
@@ -175,6 +176,7 @@ fn push_vm(source: &mut String, vm: &Vm, bin_path: &str) {
         passthrough: {passthrough},
         on_stop: OnStop::{on_stop},
         psci_smc: {psci_smc},
+        pmu: {pmu},
     }},
 ",
         name = vm.name,
@@ -188,6 +190,7 @@ fn push_vm(source: &mut String, vm: &Vm, bin_path: &str) {
         slice_us = vm.slice_us,
         on_stop = vm.on_stop.variant_name(),
         psci_smc = vm.psci_smc,
+        pmu = vm.pmu,
     );
 }
 

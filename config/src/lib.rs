@@ -29,6 +29,7 @@
 //! ]
 //! on_stop = "stay"                     # optional ("stay"); or "restart"
 //! psci_smc = false                     # optional (false): PSCI through SMC as well as HVC
+//! pmu = false                          # optional (false): the guest may program the PMU
 //!
 //! [[schedule]]                         # optional: a static cyclic schedule for one CPU
 //! cpu = 0                              # 0..=7, one schedule per CPU
@@ -202,6 +203,9 @@ pub struct Vm {
     pub on_stop: OnStop,
     /// Whether it may call PSCI through SMC too.
     pub psci_smc: bool,
+    /// Whether its vCPUs may program the PMU themselves (MDCR_EL2.TPM/TPMCR clear while they
+    /// run). PMU state is not context-switched: for benchmark VMs only (docs/bench.md).
+    pub pmu: bool,
 }
 
 impl Vm {
@@ -516,6 +520,7 @@ fn place_image(
         devices: fields.devices,
         on_stop: fields.on_stop,
         psci_smc: raw.psci_smc,
+        pmu: raw.pmu,
     })
 }
 

@@ -51,6 +51,8 @@ pub(crate) struct RawVm {
     pub on_stop: Option<String>,
     #[serde(default)]
     pub psci_smc: bool,
+    #[serde(default)]
+    pub pmu: bool,
 }
 
 /// One entry of a VM's `devices` array.

@@ -104,6 +104,7 @@ fn minimal_raw_vm_gets_defaults() {
     assert_eq!(vm.devices, []);
     assert_eq!(vm.on_stop, OnStop::Stay);
     assert!(!vm.psci_smc);
+    assert!(!vm.pmu);
     assert_eq!(config.schedules, []);
 }
 
@@ -125,6 +126,7 @@ fn every_field() {
             ]
             on_stop = "restart"
             psci_smc = true
+            pmu = true
         "#))
         .unwrap();
     let vm = &config.vms[0];
@@ -154,6 +156,7 @@ fn every_field() {
     );
     assert_eq!(vm.on_stop, OnStop::Restart);
     assert!(vm.psci_smc);
+    assert!(vm.pmu);
     assert_eq!(vm.memory_placement, MemoryPlacement::Allocated);
 }
 
@@ -800,6 +803,9 @@ fn on_stop_and_psci_smc() {
     assert!(!scratch.parse(&vm("psci_smc = false")).unwrap().vms[0].psci_smc);
     let wrong_type = scratch.error(&vm("psci_smc = \"yes\""));
     assert!(wrong_type.contains("psci_smc"), "{wrong_type}");
+    assert!(scratch.parse(&vm("pmu = true")).unwrap().vms[0].pmu);
+    let wrong_type = scratch.error(&vm("pmu = 1"));
+    assert!(wrong_type.contains("pmu"), "{wrong_type}");
 }
 
 #[test]
@@ -1510,7 +1516,8 @@ fn generated_partitioning_fields() {
                    { name = "gpio", base = 0x09030000, size = 0x1000, spis = [39, 40] },
                ]
                on_stop = "restart"
-               psci_smc = true"#
+               psci_smc = true
+               pmu = true"#
         ),
         named("linux", "cpus = [1]"),
     );
@@ -1525,6 +1532,7 @@ fn generated_partitioning_fields() {
          0x9030000, size: 0x1000, spis: &[39, 40] },\n        ],\n",
         "        on_stop: OnStop::Restart,\n",
         "        psci_smc: true,\n",
+        "        pmu: true,\n",
         "load_address: Some(GuestPhysAddr::new(0x60000000)),",
         // The second VM has the defaults.
         "        priority: 1,\n",
@@ -1533,6 +1541,7 @@ fn generated_partitioning_fields() {
         "        passthrough: &[],\n",
         "        on_stop: OnStop::Stay,\n",
         "        psci_smc: false,\n",
+        "        pmu: false,\n",
         "pub static SCHEDULES: &[CpuSchedule] = &[\n    CpuSchedule { cpu: 1, major_frame_us: \
          20000, windows: &[\n        ScheduleWindow { vm: 0, offset_us: 0, length_us: 10000 }, \
          // control\n        ScheduleWindow { vm: 1, offset_us: 10000, length_us: 10000 }, // \

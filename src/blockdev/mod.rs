@@ -31,7 +31,11 @@ pub mod virtio_phys;
 #[cfg(test)]
 mod tests;
 
+use alloc::vec::Vec;
 use core::fmt;
+
+use crate::addr::{AddrRange, PhysAddr, PAGE_SIZE};
+use crate::platform::{Platform, VirtioMmio};
 
 pub use open::{open, Claim, ClaimError, Claims, DiskBackend, OpenError, VmDisk};
 
@@ -164,4 +168,32 @@ pub fn disk_id(name: &str) -> [u8; DISK_ID_LEN] {
     let len = name.len().min(DISK_ID_LEN);
     id[..len].copy_from_slice(&name.as_bytes()[..len]);
     id
+}
+
+/// What the EL2 map must cover, as Device memory, for Bulkhead to drive the platform's physical
+/// virtio-blk devices: every virtio-mmio transport the DT lists (which of them hold a block
+/// device is only known by reading their registers), rounded out to pages and merged.
+pub fn el2_mappings(platform: &Platform<'_>) -> Vec<AddrRange<PhysAddr>> {
+    transport_pages(&platform.virtio_mmio)
+}
+
+/// The pages `transports` occupy, merged into sorted, disjoint ranges.
+pub fn transport_pages(transports: &[VirtioMmio]) -> Vec<AddrRange<PhysAddr>> {
+    let mut pages: Vec<AddrRange<PhysAddr>> = transports
+        .iter()
+        .filter_map(|transport| {
+            let start = transport.base.align_down(PAGE_SIZE);
+            let end = transport.base.checked_add(transport.size.max(1))?.align_up(PAGE_SIZE)?;
+            Some(AddrRange { start, end })
+        })
+        .collect();
+    pages.sort_by_key(|range| range.start);
+    let mut merged: Vec<AddrRange<PhysAddr>> = Vec::with_capacity(pages.len());
+    for range in pages {
+        match merged.last_mut() {
+            Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+            _ => merged.push(range),
+        }
+    }
+    merged
 }

@@ -193,3 +193,21 @@ fn requests_and_ids() {
         "sectors 10..+2 are beyond the end of a 11-sector disk"
     );
 }
+
+#[test]
+fn transports_become_merged_pages() {
+    use crate::addr::{AddrRange, PhysAddr};
+    use crate::platform::VirtioMmio;
+
+    let transport = |base: u64, size: u64| VirtioMmio { base: PhysAddr::new(base), size, intid: 48 };
+    // QEMU virt: 32 transports of 0x200 from 0x0a000000, listed from the highest address down.
+    let qemu: Vec<VirtioMmio> = (0..32).rev().map(|n| transport(0x0a00_0000 + 0x200 * n, 0x200)).collect();
+    let range = |start: u64, end: u64| AddrRange { start: PhysAddr::new(start), end: PhysAddr::new(end) };
+    assert_eq!(transport_pages(&qemu), [range(0x0a00_0000, 0x0a00_4000)]);
+    assert_eq!(
+        transport_pages(&[transport(0x1000_0e00, 0x400), transport(0x2000_0000, 0x200), transport(0x1000_0000, 0x200)]),
+        [range(0x1000_0000, 0x1000_2000), range(0x2000_0000, 0x2000_1000)]
+    );
+    assert_eq!(transport_pages(&[]), []);
+    assert_eq!(transport_pages(&[transport(u64::MAX - 0x10, 0x200)]), [], "a wrapping range is dropped");
+}

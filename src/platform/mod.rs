@@ -65,6 +65,18 @@ pub fn parse(dtb: &[u8]) -> Result<Platform<'_>, DtError<'_>> {
     walk::collect(&fdt, validated.reservations)
 }
 
+/// The `compatible` strings of the device node whose first `reg` entry starts at `base` (for
+/// describing a passthrough device to its VM as the host's tree describes it). Only nodes whose
+/// parents translate addresses one to one are found, as on QEMU virt.
+pub fn compatible_at(dtb: &[u8], base: PhysAddr) -> Option<Vec<&str>> {
+    let validated = blob::validate(dtb).ok()?;
+    let fdt = fdt::Fdt::new(validated.blob).ok()?;
+    let node = fdt.all_nodes().find(|node| {
+        node.reg().and_then(|mut regs| regs.next()).is_some_and(|r| r.starting_address as u64 == base.as_u64())
+    })?;
+    Some(node.compatible()?.all().collect())
+}
+
 /// The host platform as the device tree describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Platform<'a> {

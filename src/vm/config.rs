@@ -61,6 +61,10 @@ pub struct VmConfig {
     pub on_stop: OnStop,
     /// The VM may also reach its PSCI firmware through SMC (HVC always works).
     pub psci_smc: bool,
+    /// The VM's vCPUs program the PMU themselves: its registers do not trap while they run
+    /// (`arch::aarch64::virt::set_guest_pmu_access`). PMU state is not context-switched, so this
+    /// is for benchmark VMs only (docs/bench.md).
+    pub pmu: bool,
 }
 
 /// Where a VM's RAM comes from.

@@ -38,7 +38,25 @@ pub struct GuestDtbSpec<'a> {
     pub initrd: Option<AddrRange<GuestPhysAddr>>,
     /// The VM's interrupt controller, if it has one.
     pub gic: Option<GuestGic>,
+    /// Host devices passed through to the VM, described as the host's tree describes them.
+    pub devices: &'a [GuestDevice],
 }
+
+/// A passthrough device's node in the guest's tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestDevice {
+    /// Its `compatible` strings (from the host's tree).
+    pub compatible: Vec<String>,
+    /// Base and size of its registers (guest-physical = physical).
+    pub base: u64,
+    /// Size of its register window.
+    pub size: u64,
+    /// Its SPIs, as INTIDs.
+    pub spis: Vec<u32>,
+}
+
+/// GIC interrupt specifier type of an SPI.
+const GIC_SPI: u32 = 0;
 
 /// The interrupt controller a VM sees, and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,6 +218,26 @@ pub fn build(spec: &GuestDtbSpec<'_>) -> Result<Vec<u8>, GuestDtbError> {
     fdt.property_phandle(PHANDLE_APB_CLOCK)?;
     fdt.end_node(clock)?;
 
+    for device in spec.devices {
+        let name = device.compatible.first().and_then(|c| c.split(',').nth(1)).unwrap_or("device");
+        let node = fdt.begin_node(&node_name(name, device.base))?;
+        fdt.property_string_list("compatible", device.compatible.clone())?;
+        fdt.property_array_u64("reg", &[device.base, device.size])?;
+        if spec.gic.is_some() && !device.spis.is_empty() {
+            let mut cells = Vec::new();
+            for spi in &device.spis {
+                cells.extend_from_slice(&[GIC_SPI, spi - 32, IRQ_TYPE_LEVEL_HIGH]);
+            }
+            fdt.property_array_u32("interrupts", &cells)?;
+        }
+        if device.compatible.iter().any(|c| c == "arm,primecell") {
+            // AMBA PrimeCells need their bus clock (the arm,primecell binding).
+            fdt.property_u32("clocks", PHANDLE_APB_CLOCK)?;
+            fdt.property_string("clock-names", "apb_pclk")?;
+        }
+        fdt.end_node(node)?;
+    }
+
     let uart = fdt.begin_node(&uart_path[1..])?;
     fdt.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()])?;
     fdt.property_array_u64("reg", &[spec.uart_base.as_u64(), UART_WINDOW])?;
@@ -244,6 +282,7 @@ mod tests {
             bootargs: "console=ttyAMA0",
             initrd: None,
             gic: None,
+            devices: &[],
         }
     }
 
@@ -287,6 +326,26 @@ mod tests {
         let timer = fdt.find_compatible(&["arm,armv8-timer"]).unwrap();
         // GICv2: CPU mask 0b11 for two vCPUs in the flags cell.
         assert_eq!(&timer.property("interrupts").unwrap().value[8..12], &[0, 0, 0x03, 0x04]);
+    }
+
+    #[test]
+    fn passthrough_devices_keep_their_host_description() {
+        let devices = [GuestDevice {
+            compatible: alloc::vec!["arm,pl031".into(), "arm,primecell".into()],
+            base: 0x0901_0000,
+            size: 0x1000,
+            spis: alloc::vec![34],
+        }];
+        let mut s = spec(1);
+        s.gic = Some(GuestGic::V3 { gicd: GuestPhysAddr::new(0x0800_0000), gicr: GuestPhysAddr::new(0x080a_0000) });
+        s.devices = &devices;
+        let blob = build(&s).unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let rtc = fdt.find_compatible(&["arm,pl031"]).unwrap();
+        assert_eq!(rtc.name, "pl031@9010000");
+        assert_eq!(rtc.reg().unwrap().next().unwrap().starting_address as u64, 0x0901_0000);
+        assert_eq!(rtc.property("interrupts").unwrap().value, &[0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 4]);
+        assert!(rtc.property("clocks").is_some());
     }
 
     #[test]

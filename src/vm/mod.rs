@@ -41,8 +41,9 @@ pub const GUEST_GICD_BASE: GuestPhysAddr = GuestPhysAddr::new(0x0800_0000);
 pub const GUEST_GICC_BASE: GuestPhysAddr = GuestPhysAddr::new(0x0801_0000);
 /// The guest's GICv3 redistributors.
 pub const GUEST_GICR_BASE: GuestPhysAddr = GuestPhysAddr::new(0x080a_0000);
-/// SPIs each VM's distributor implements (INTIDs 32..32 + this).
-pub const GUEST_SPIS: u32 = 64;
+/// SPIs each VM's distributor implements (INTIDs 32..32 + this): enough for the SPIs of the
+/// boards' devices that can be passed through (the Raspberry Pi 4's go up to INTID 216).
+pub const GUEST_SPIS: u32 = 224;
 /// The EL1 virtual timer's PPI (Arm ARM D11.2.4; the `arm,armv8-timer` binding's third entry).
 pub const VTIMER_INTID: u32 = 27;
 
@@ -211,6 +212,18 @@ fn fresh_vgic(version: GicVersion, vcpus: usize) -> Vgic {
     vgic
 }
 
+/// The same with the passthrough SPIs of `config` set to report their completion (Bulkhead keeps
+/// the physical SPI masked until the guest has handled the virtual one).
+fn vgic_for(version: GicVersion, config: &VmConfig) -> Vgic {
+    let mut vgic = fresh_vgic(version, config.vcpus);
+    for spi in config.passthrough.iter().flat_map(|d| d.spis.iter()) {
+        if *spi < 32 + GUEST_SPIS {
+            vgic.set_eoi_notify(*spi, None, true).expect("a passthrough SPI within the VM's SPIs");
+        }
+    }
+    vgic
+}
+
 impl VmDevices {
     /// The devices of the VM `config` describes, with console output going to `sink`, and a
     /// virtual GIC of `gic` version (None: the VM has no interrupt controller).
@@ -234,7 +247,7 @@ impl VmDevices {
             stats: ExitStats::default(),
             warnings: 0,
             trace: cfg!(feature = "trace"),
-            vgic: gic.map(|version| fresh_vgic(version, config.vcpus)),
+            vgic: gic.map(|version| vgic_for(version, config)),
             gic_layout,
             power,
             psci_smc: config.psci_smc,
@@ -243,9 +256,9 @@ impl VmDevices {
 
     /// Puts the VM's devices back in their reset state (for a restart): vCPU 0 on, the others off,
     /// a fresh distributor. The console and the counters carry on.
-    pub fn reset(&mut self, vcpus: usize) {
+    pub fn reset(&mut self, config: &VmConfig) {
         if let Some(vgic) = self.vgic.as_mut() {
-            *vgic = fresh_vgic(vgic.version(), vcpus);
+            *vgic = vgic_for(vgic.version(), config);
         }
         for (index, power) in self.power.iter_mut().enumerate() {
             *power = if index == 0 { VcpuPower::On } else { VcpuPower::Off };
@@ -550,6 +563,7 @@ mod tests {
         passthrough: &[],
         on_stop: crate::vm::config::OnStop::Stay,
         psci_smc: true,
+        pmu: false,
     };
 
     static CONFIG_2: VmConfig = VmConfig { name: "pair", vcpus: 2, cpus: &[0, 1], ..CONFIG };
@@ -661,8 +675,8 @@ mod tests {
         let esr = (0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 22) | (3 << 16) | 0b111;
         outcome(&mut vm, 0, &mut regs, esr, 0x0800_0004, 0x8000 << 4, &mut hw);
         assert!(hw.injected.is_empty());
-        // ITLinesNumber = 64 SPIs / 32 = 2 (32 * (N + 1) interrupts), CPUNumber = 1.
-        assert_eq!(regs.x[3] & 0x1f, 2);
+        // ITLinesNumber N: 32 * (N + 1) INTIDs = 32 private + GUEST_SPIS; CPUNumber = 1.
+        assert_eq!(regs.x[3] & 0x1f, u64::from(GUEST_SPIS / 32));
         assert_eq!((regs.x[3] >> 5) & 0x7, 1);
     }
 

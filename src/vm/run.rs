@@ -50,7 +50,7 @@ use crate::sched::{RunQueue, VcpuRef, VcpuState};
 use crate::vgic::{GicVersion, Kicks, ListRegister, LrState};
 use crate::vm::config::{ImageKind, MemoryPlacement, OnStop, VmConfig, GUEST_RAM_BASE};
 use crate::vm::exit::VmExit;
-use crate::vm::guest_dtb::{self, GuestDtbSpec, GICC_WINDOW};
+use crate::vm::guest_dtb::{self, GuestDevice, GuestDtbSpec, GICC_WINDOW};
 use crate::vm::inject::Injection;
 use crate::vm::regs::GuestRegs;
 use crate::vm::{
@@ -163,6 +163,8 @@ pub struct Vm {
     /// Its virtual counter offset (CNTVOFF_EL2): the physical count when it was built, so its
     /// virtual counter starts near zero.
     pub cntvoff: u64,
+    /// Its passthrough devices as its device tree describes them.
+    pub device_nodes: Vec<GuestDevice>,
     /// What the exit handlers change.
     pub shared: Mutex<VmShared>,
 }
@@ -197,6 +199,7 @@ impl Vm {
         vmid: u16,
         frames: &mut FrameAllocator,
         gic: &HostGic,
+        device_nodes: Vec<GuestDevice>,
     ) -> Result<Self, VmBuildError> {
         let size = config.memory_bytes;
         let (host, ipa_base) = match config.memory_placement {
@@ -253,7 +256,7 @@ impl Vm {
                 .map(|vcpu| VcpuStatus { cpu: placement(config, vcpu), state: VcpuRunState::Off, run_ms: 0 })
                 .collect(),
         };
-        let vm = Self { index, config, vmid, ram_host, ram, stage2, cntvoff: cpu::counter(), shared: Mutex::new(shared) };
+        let vm = Self { index, config, vmid, ram_host, ram, stage2, cntvoff: cpu::counter(), device_nodes, shared: Mutex::new(shared) };
         {
             let mut shared = vm.shared.lock();
             vm.load(&mut shared)?;
@@ -303,6 +306,7 @@ impl Vm {
             bootargs: config.bootargs,
             initrd: None,
             gic: shared.devices.gic_layout,
+            devices: &self.device_nodes,
         })
         .map_err(VmBuildError::Dtb)?;
         if dtb.len() as u64 > DTB_REGION {
@@ -409,7 +413,7 @@ impl Vm {
                 log::warn!("vm {}: not stopped", self.config.name);
                 return;
             }
-            shared.devices.reset(self.config.vcpus);
+            shared.devices.reset(self.config);
             if let Err(error) = self.load(&mut shared) {
                 log::error!("vm {}: cannot start: {error}", self.config.name);
                 return;
@@ -432,7 +436,7 @@ impl Vm {
             return;
         }
         if restart {
-            shared.devices.reset(self.config.vcpus);
+            shared.devices.reset(self.config);
             match self.load(shared) {
                 Ok(()) => {
                     shared.boot += 1;
@@ -758,6 +762,14 @@ impl CpuRuntime {
             self.vcpus[slot].vtimer_masked = false;
             timer::unmask_virtual_timer();
         }
+        // A passthrough SPI the guest has handled: drop the virtual line and let the physical
+        // interrupt through again (if the device still asserts it, it comes right back).
+        for spi in synced.notified.iter().filter(|&intid| intid >= 32) {
+            vgic.set_level(None, spi, false);
+            if let Err(error) = self.gic.enable_interrupt(spi) {
+                log::error!("cpu{}: cannot unmask SPI {spi}: {error}", self.index);
+            }
+        }
     }
 
     /// Before an entry: moves the highest-priority deliverable interrupts into free list
@@ -895,6 +907,9 @@ impl CpuRuntime {
                     timer::mask_virtual_timer();
                 }
             }
+            if intid >= 32 {
+                self.forward_spi(intid);
+            }
             // The CNTHP deadline, a kick and the maintenance interrupt need no handling here:
             // each is a scheduling point, and list registers are refreshed before every entry.
             if intid == crate::boot::hyp_timer_intid() {
@@ -902,6 +917,30 @@ impl CpuRuntime {
             }
             self.gic.end_of_interrupt(iar);
         }
+    }
+
+    /// A passthrough device's SPI fired: mask it at the distributor (it is level-triggered and
+    /// stays asserted until the guest's driver clears the device) and raise it in its VM's vGIC.
+    fn forward_spi(&mut self, spi: u32) {
+        if let Err(error) = self.gic.disable_interrupt(spi) {
+            log::error!("cpu{}: cannot mask SPI {spi}: {error}", self.index);
+        }
+        let owner = self.vms.iter().find(|vm| vm.config.passthrough.iter().any(|d| d.spis.contains(&spi)));
+        let Some(vm) = owner else {
+            log::warn!("cpu{}: SPI {spi} belongs to no VM: left masked", self.index);
+            return;
+        };
+        let kicks = {
+            let mut shared = vm.shared.lock();
+            if shared.lifecycle != Lifecycle::Running {
+                return;
+            }
+            match shared.devices.vgic.as_mut() {
+                Some(vgic) => vgic.set_level(None, spi, true),
+                None => Kicks::NONE,
+            }
+        };
+        self.kick_vcpus(vm, kicks);
     }
 
     fn kick_vcpus(&mut self, vm: &Vm, kicks: Kicks) {
