@@ -345,6 +345,8 @@ fn build_vms(gic: &HostGic) {
     if built.is_empty() {
         log::warn!("no VM to run");
     }
+    let (image, heap_used) = (image_layout().0.size(), heap::used_bytes() as u64);
+    log::info!("hypervisor memory: {} bytes (image {image}, heap in use {heap_used})", image + heap_used);
     let vms = VMS.call_once(|| built);
     drop(frames);
     route_passthrough_spis(gic, vms);

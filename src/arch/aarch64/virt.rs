@@ -9,12 +9,12 @@ use core::arch::asm;
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
-    Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, HCR_EL2, MDCR_EL2, MIDR_EL1, VMPIDR_EL2, VTCR_EL2,
-    VTTBR_EL2,
+    Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, HCR_EL2, ID_AA64DFR0_EL1, MDCR_EL2, MIDR_EL1,
+    VMPIDR_EL2, VTCR_EL2, VTTBR_EL2,
 };
 
 use super::mmu::physical_address_size_field;
-use super::registers::CPTR_EL2;
+use super::registers::{CPTR_EL2, PMCR_EL0};
 use crate::addr::PhysAddr;
 use crate::vm::inject::Injection;
 
@@ -53,16 +53,50 @@ pub fn configure_traps() {
     );
     // Debug and PMU registers trap (Arm ARM D2, D13): a VM cannot program breakpoints or
     // counters that observe other VMs.
-    MDCR_EL2.write(
-        MDCR_EL2::TDA::SET
-            + MDCR_EL2::TDOSA::SET
-            + MDCR_EL2::TDRA::SET
-            + MDCR_EL2::TPM::SET
-            + MDCR_EL2::TPMCR::SET,
-    );
+    set_guest_pmu_access(false);
     // The guest reads the physical counter but not the physical timer, which stays Bulkhead's.
     CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::CLEAR);
     CNTVOFF_EL2.set(0);
+    barrier::isb(barrier::SY);
+}
+
+/// ID_AA64DFR0_EL1.PMUVer of PMUv3 and of PMUv3p1 (which adds MDCR_EL2.HPMD); 0b1111 is an
+/// IMPLEMENTATION DEFINED PMU that is not PMUv3 (Arm ARM D23.2, ID_AA64DFR0_EL1).
+const PMU_VER_V3: u64 = 0b0001;
+const PMU_VER_V3P1: u64 = 0b0100;
+const PMU_VER_IMP_DEF: u64 = 0b1111;
+
+/// Gives the PMU to the guest about to run (`allowed`, a VM with `pmu = true`) or takes it away,
+/// by rewriting MDCR_EL2 (Arm ARM D23.2, MDCR_EL2; D13 "The Performance Monitors Extension"):
+///
+/// - debug registers always trap (TDA, TDOSA, TDRA: `vm::sysreg` emulates them);
+/// - allowed: PMU registers do not trap (TPM = 0, TPMCR = 0) and EL2 may be counted (HPMD = 0),
+///   so a guest's counter with PMEVTYPER<n>_EL0.NSH = 1 sees the instructions Bulkhead executes
+///   for it; otherwise every PMU register traps (and `vm::sysreg` makes it UNDEFINED) and, with
+///   PMUv3p1, nothing counts at EL2;
+/// - either way HPMN = PMCR_EL0.N: all event counters belong to EL1 and EL0, and the guest's
+///   PMCR_EL0.E enables them (HPMN = 0 would be CONSTRAINED UNPREDICTABLE without FEAT_HPMN0).
+///
+/// PMU state is not context-switched: counters keep running across VM switches and a VM sees
+/// whatever the previous one left, which is why only benchmark VMs get the PMU (docs/bench.md).
+pub fn set_guest_pmu_access(allowed: bool) {
+    let debug = MDCR_EL2::TDA::SET + MDCR_EL2::TDOSA::SET + MDCR_EL2::TDRA::SET;
+    let version = ID_AA64DFR0_EL1.read(ID_AA64DFR0_EL1::PMUVer);
+    if !(PMU_VER_V3..PMU_VER_IMP_DEF).contains(&version) {
+        // No PMUv3: there is nothing to give, and PMCR_EL0 would be UNDEFINED.
+        MDCR_EL2.write(debug + MDCR_EL2::TPM::SET + MDCR_EL2::TPMCR::SET);
+        barrier::isb(barrier::SY);
+        return;
+    }
+    let counters = MDCR_EL2::HPMN.val(PMCR_EL0.read(PMCR_EL0::N));
+    let pmu = if allowed {
+        MDCR_EL2::TPM::CLEAR + MDCR_EL2::TPMCR::CLEAR + MDCR_EL2::HPMD::CLEAR
+    } else if version >= PMU_VER_V3P1 {
+        MDCR_EL2::TPM::SET + MDCR_EL2::TPMCR::SET + MDCR_EL2::HPMD::SET
+    } else {
+        MDCR_EL2::TPM::SET + MDCR_EL2::TPMCR::SET
+    };
+    MDCR_EL2.write(debug + pmu + counters);
     barrier::isb(barrier::SY);
 }
 
