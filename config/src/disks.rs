@@ -215,6 +215,8 @@ pub enum DiskErrorKind {
     InvalidGptName(String),
     /// `mode` is not one of the three.
     InvalidMode(String),
+    /// `overlay` on an image whose mode is not `"cow"`.
+    OverlayWithoutCow,
     /// `overlay` is not a size.
     OverlayNotASize(SizeText),
     /// `overlay` is 0 or not a multiple of [`OVERLAY_CHUNK`].
@@ -313,6 +315,9 @@ impl fmt::Display for DiskErrorKind {
                  no NUL)"
             ),
             Self::InvalidMode(mode) => write!(f, "{mode:?} is not \"ro\", \"cow\" or \"rw\""),
+            Self::OverlayWithoutCow => {
+                write!(f, "only a mode = \"cow\" image has an overlay")
+            }
             Self::OverlayNotASize(text) => {
                 write!(f, "{text} is not a size (bytes, or a number with K, M or G)")
             }
@@ -519,8 +524,7 @@ fn check_one(raw: &RawDisk, index: usize) -> Result<DiskFields, (Field, ErrorKin
                 }
             };
             if raw.overlay.is_some() && !matches!(mode, ModeFields::CopyOnWrite { .. }) {
-                let kind = DiskErrorKind::KeyNotForSource { source: "image\" mode = \"ro/rw" };
-                return Err(error(kind, Some(DiskKey::Overlay)));
+                return Err(error(DiskErrorKind::OverlayWithoutCow, Some(DiskKey::Overlay)));
             }
             SourceFields::Image { written, mode }
         }

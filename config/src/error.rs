@@ -14,6 +14,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::disks::DiskErrorKind;
 use crate::image::{Blame, ImageError};
 use crate::layout::AddrRange;
 use crate::size::Size;
@@ -59,10 +60,21 @@ pub enum Field {
         /// The key at fault, if the error is about one.
         key: Option<DeviceKey>,
     },
+    /// `disks` as a whole (too many, or their page clashes with a device).
+    Disks,
+    /// `disks[index]` as a whole (`key: None`, e.g. for an overlap or a missing key), or one of
+    /// its keys.
+    Disk {
+        /// Position in the `disks` array, from 0.
+        index: usize,
+        /// The key at fault, if the error is about one.
+        key: Option<DiskKey>,
+    },
 }
 
 impl Field {
-    /// The `[[vm]]` key as written in the TOML file (`devices` for any part of a device).
+    /// The `[[vm]]` key as written in the TOML file (`devices` for any part of a device, `disks`
+    /// for any part of a disk).
     pub fn key(self) -> &'static str {
         match self {
             Self::Name => "name",
@@ -78,6 +90,7 @@ impl Field {
             Self::MemoryBase => "memory_base",
             Self::OnStop => "on_stop",
             Self::Device { .. } => "devices",
+            Self::Disks | Self::Disk { .. } => "disks",
         }
     }
 }
@@ -88,6 +101,13 @@ impl fmt::Display for Field {
         match self {
             Self::Device { index, key } => {
                 write!(f, "devices[{index}]")?;
+                match key {
+                    Some(key) => write!(f, ".{}", key.key()),
+                    None => Ok(()),
+                }
+            }
+            Self::Disk { index, key } => {
+                write!(f, "disks[{index}]")?;
                 match key {
                     Some(key) => write!(f, ".{}", key.key()),
                     None => Ok(()),
@@ -119,6 +139,49 @@ impl DeviceKey {
             Self::Base => "base",
             Self::Size => "size",
             Self::Spis => "spis",
+        }
+    }
+}
+
+/// A key of a `disks` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskKey {
+    /// `name`
+    Name,
+    /// `source`
+    Source,
+    /// `disk`
+    Disk,
+    /// `start_sector`
+    StartSector,
+    /// `sectors`
+    Sectors,
+    /// `partition`
+    Partition,
+    /// `image`
+    Image,
+    /// `mode`
+    Mode,
+    /// `overlay`
+    Overlay,
+    /// `read_only`
+    ReadOnly,
+}
+
+impl DiskKey {
+    /// The key as written in the TOML file.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Name => "name",
+            Self::Source => "source",
+            Self::Disk => "disk",
+            Self::StartSector => "start_sector",
+            Self::Sectors => "sectors",
+            Self::Partition => "partition",
+            Self::Image => "image",
+            Self::Mode => "mode",
+            Self::Overlay => "overlay",
+            Self::ReadOnly => "read_only",
         }
     }
 }
@@ -472,6 +535,9 @@ pub enum ErrorKind {
         /// Why.
         error: ImageError,
     },
+    /// Something about a disk (`disks`); an unreadable disk image is a [`ErrorKind::ReadImage`]
+    /// at `disks[i].image`.
+    Disk(DiskErrorKind),
 }
 
 /// An error in a VM config, with the file and (where there is one) the VM and field it is in.
@@ -562,7 +628,8 @@ impl ConfigError {
         &self.0.kind
     }
 
-    /// If the error is only that an image file does not exist (yet), its path. `build.rs` uses
+    /// If the error is only that an image file (a VM's, or a disk's) does not exist (yet), its
+    /// path. `build.rs` uses
     /// this to let host builds go on before the guests have been built.
     pub fn missing_image(&self) -> Option<&Path> {
         match &self.0.kind {
@@ -780,6 +847,7 @@ impl fmt::Display for ConfigError {
                 write!(f, "{written}: {error}")
             }
             ErrorKind::Image { error, .. } => write!(f, "{error}"),
+            ErrorKind::Disk(kind) => write!(f, "{kind}"),
         }
     }
 }

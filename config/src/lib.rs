@@ -30,6 +30,11 @@
 //! on_stop = "stay"                     # optional ("stay"); or "restart"
 //! psci_smc = false                     # optional (false): PSCI through SMC as well as HVC
 //! pmu = false                          # optional (false): the guest may program the PMU
+//! disks = [                            # optional ([]): virtio block devices, at most 4
+//!     { name = "root", source = "partition", disk = 0, start_sector = 2048, sectors = 65536 },
+//!     { name = "data", source = "gpt", disk = 0, partition = "vm1-data", read_only = true },
+//!     { name = "img", source = "image", image = "disk.img", mode = "cow", overlay = "1M" },
+//! ]                                    # see [`disks`]
 //!
 //! [[schedule]]                         # optional: a static cyclic schedule for one CPU
 //! cpu = 0                              # 0..=7, one schedule per CPU
@@ -57,6 +62,7 @@
 //! at RAM base (RAM base being `memory_base` for an identity-mapped VM).
 
 mod codegen;
+pub mod disks;
 mod error;
 pub mod image;
 pub mod layout;
@@ -70,9 +76,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub use codegen::empty_rust;
+pub use disks::{Disk, DiskErrorKind, DiskRef, DiskSource, ImageMode};
 pub use error::{
-    ConfigError, DeviceKey, DeviceRef, ErrorKind, Field, Location, ScheduleField, SizeText, VmRef,
-    WindowKey,
+    ConfigError, DeviceKey, DeviceRef, DiskKey, ErrorKind, Field, Location, ScheduleField,
+    SizeText, VmRef, WindowKey,
 };
 pub use image::{Image, ImageFormat};
 pub use layout::AddrRange;
@@ -206,6 +213,9 @@ pub struct Vm {
     /// Whether its vCPUs may program the PMU themselves (MDCR_EL2.TPM/TPMCR clear while they
     /// run). PMU state is not context-switched: for benchmark VMs only (docs/bench.md).
     pub pmu: bool,
+    /// Its virtio block devices, at most [`disks::MAX_DISKS_PER_VM`], in config order (disk
+    /// `n` is at guest-physical `0x0a000000 + 0x200 * n`).
+    pub disks: Vec<Disk>,
 }
 
 impl Vm {
@@ -323,6 +333,7 @@ pub fn parse(text: &str, config_dir: &Path, file_label: &str) -> Result<Config, 
         fields.push(checked);
     }
     layout::check_between_vms(&fields, file_label)?;
+    disks::check_between_vms(&fields, file_label)?;
     let schedules = schedule::check(&raw.schedule, &fields, file_label)?;
 
     let vms = raw
@@ -350,6 +361,7 @@ pub(crate) struct Fields {
     pub(crate) memory_placement: MemoryPlacement,
     pub(crate) devices: Vec<PassthroughDevice>,
     pub(crate) on_stop: OnStop,
+    pub(crate) disks: Vec<disks::DiskFields>,
 }
 
 impl Fields {
@@ -399,6 +411,8 @@ fn check_fields(vm: &RawVm, index: usize, file: &str) -> Result<Fields, ConfigEr
         .map_err(|kind| error(Field::MemoryBase, kind))?;
     let ram = layout::ram_range(memory_placement, memory_bytes);
     let devices = layout::devices(&vm.devices, ram).map_err(|(field, kind)| error(field, kind))?;
+    let disks = disks::check(&vm.disks, &devices, memory_placement, ram)
+        .map_err(|(field, kind)| error(field, kind))?;
     let on_stop = match vm.on_stop.as_deref() {
         None | Some("stay") => OnStop::Stay,
         Some("restart") => OnStop::Restart,
@@ -419,6 +433,7 @@ fn check_fields(vm: &RawVm, index: usize, file: &str) -> Result<Fields, ConfigEr
         memory_placement,
         devices,
         on_stop,
+        disks,
     })
 }
 
@@ -506,6 +521,7 @@ fn place_image(
         };
         ConfigError::vm(file, index, Some(name), field, kind)
     })?;
+    let disks = disks::load(fields.disks, config_dir, file, index, name)?;
     Ok(Vm {
         name: fields.name,
         image_path,
@@ -521,6 +537,7 @@ fn place_image(
         on_stop: fields.on_stop,
         psci_smc: raw.psci_smc,
         pmu: raw.pmu,
+        disks,
     })
 }
 

@@ -53,6 +53,9 @@ pub(crate) struct RawVm {
     pub psci_smc: bool,
     #[serde(default)]
     pub pmu: bool,
+    /// Its virtio block devices, checked in `disks.rs`.
+    #[serde(default)]
+    pub disks: Vec<RawDisk>,
 }
 
 /// One entry of a VM's `devices` array.
@@ -65,6 +68,28 @@ pub(crate) struct RawDevice {
     /// Signed so that a negative INTID gets the same message as any other unknown one.
     #[serde(default)]
     pub spis: Vec<i64>,
+}
+
+/// One entry of a VM's `disks` array. Which keys are needed depends on `source`, so all but
+/// the common ones are optional here and `disks.rs` says which are missing or out of place.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDisk {
+    pub name: String,
+    /// A string rather than an enum, so a bad value is reported with the VM's name.
+    pub source: String,
+    /// Signed so that a negative index gets the same message as any other out-of-range one.
+    pub disk: Option<i64>,
+    /// Signed for the same reason as `disk`.
+    pub start_sector: Option<i64>,
+    /// Signed for the same reason as `disk`.
+    pub sectors: Option<i64>,
+    pub partition: Option<String>,
+    pub image: Option<String>,
+    /// A string rather than an enum, for the same reason as `source`.
+    pub mode: Option<String>,
+    pub overlay: Option<SizeText>,
+    pub read_only: Option<bool>,
 }
 
 /// One `[[schedule]]` table.
