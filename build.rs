@@ -1,5 +1,5 @@
-//! Build script: turns the board's VM config into the hypervisor's `VMS` and `SCHEDULES`
-//! tables, and links bare-metal builds with the board's linker script.
+//! Build script: turns the board's VM config into the hypervisor's `VMS`, `SCHEDULES` and
+//! `DISKS` tables, and links bare-metal builds with the board's linker script.
 //!
 //! - `BULKHEAD_PLATFORM` picks the board: a directory under `platform/` (default `qemu-virt`).
 //! - `BULKHEAD_CONFIG` picks the VM config: a path, absolute or relative to this crate's root
@@ -13,9 +13,9 @@
 //! yet they get empty tables and a warning, so portable code can be tested first.
 //!
 //! Inputs cargo is told to watch: `BULKHEAD_PLATFORM`, `BULKHEAD_CONFIG`, the config file, every
-//! image it names (or the first missing one), and for bare-metal builds the board's `link.ld`
-//! and `platform/common/sections.ld`. `bulkhead-config` itself is a build dependency, so cargo
-//! reruns this script when it changes.
+//! image it names, guest or disk (or the first missing one), and for bare-metal builds the
+//! board's `link.ld` and `platform/common/sections.ld`. `bulkhead-config` itself is a build
+//! dependency, so cargo reruns this script when it changes.
 
 use std::env;
 use std::fs;
@@ -67,6 +67,11 @@ fn main() {
         Ok(config) => {
             for vm in &config.vms {
                 println!("cargo:rerun-if-changed={}", vm.image_path.display());
+                // Disk images are `include_bytes!`d where they are; rustc tracks them too, but
+                // the build script must rerun to re-check their size.
+                for image in vm.disks.iter().filter_map(|disk| disk.image_path()) {
+                    println!("cargo:rerun-if-changed={}", image.display());
+                }
             }
             config.to_rust(&out_dir).unwrap_or_else(|error| {
                 fail(&format!(

@@ -32,12 +32,12 @@ CONFIG="$(cd "$(dirname "$CONFIG")" && pwd)/$(basename "$CONFIG")"
 . "$ROOT/scripts/env.sh"
 cd "$ROOT"
 
-# 1. The test and demo guests: every guests/<name> but the shared runtime (package guest-<name>,
-#    bin <name>); configs refer to them as target/guests/<name>.
+# 1. The test and demo guests: every workspace member guests/<name> but the shared runtime
+#    (package guest-<name>, bin <name>); configs refer to them as target/guests/<name>.
 GUESTS=()
 for dir in "$ROOT"/guests/*/; do
     name="$(basename "$dir")"
-    [ "$name" != common ] && [ -f "$dir/Cargo.toml" ] && [ -f "$dir/src/main.rs" ] && GUESTS+=("$name")
+    [ "$name" != common ] && grep -q "\"guests/$name\"" "$ROOT/Cargo.toml" && GUESTS+=("$name")
 done
 echo "build: guests ${GUESTS[*]} ($BULKHEAD_TOOLCHAIN toolchain)" >&2
 packages=()

@@ -106,11 +106,14 @@ fetch_rpi4_dtb() {
                 $SUDO dpkg --add-architecture arm64
                 APT_UPDATED=0
             fi
-            apt-cache show linux-image-arm64:arm64 >/dev/null 2>&1 || { APT_UPDATED=0; apt_update_once; }
+            if ! apt-cache show linux-image-arm64:arm64 >/dev/null 2>&1; then
+                APT_UPDATED=0
+                apt_update_once || say "WARNING: apt-get update failed"
+            fi
             # The metapackage depends on the current kernel, e.g. linux-image-6.1.0-57-arm64.
             local pkg
             pkg="$(apt-cache depends linux-image-arm64:arm64 2>/dev/null \
-                | sed -n 's/^ *Depends: \(linux-image-[^: ]*-arm64\)\(:arm64\)\{0,1\}$/\1/p' | head -n 1)"
+                | sed -n 's/^ *Depends: \(linux-image-[^: ]*-arm64\)\(:arm64\)\{0,1\}$/\1/p' | head -n 1 || true)"
             [ -n "$pkg" ] || { say "WARNING: no linux-image-arm64:arm64 in apt; the rpi4 tests need target/rpi4/bcm2711-rpi-4-b.dtb"; return 0; }
             say "downloading $pkg:arm64 (~60 MB) for bcm2711-rpi-4-b.dtb"
             rm -rf "$tree.tmp" && mkdir -p "$tree.tmp"
@@ -119,7 +122,7 @@ fetch_rpi4_dtb() {
             (cd "$downloads" && rm -f linux-image-*_arm64.deb && apt-get download -q "$pkg:arm64" 2>&1 \
                 | grep -v -e 'unsandboxed' -e '^Get:' -e '^Fetched' >&2 || true)
             local deb
-            deb="$(ls "$downloads"/"$pkg"_*_arm64.deb 2>/dev/null | head -n 1)"
+            deb="$(ls "$downloads"/"$pkg"_*_arm64.deb 2>/dev/null | head -n 1 || true)"
             [ -n "$deb" ] || { say "WARNING: downloading $pkg:arm64 failed; the rpi4 tests need target/rpi4/bcm2711-rpi-4-b.dtb"; return 0; }
             dpkg-deb -x "$deb" "$tree.tmp"
             dpkg-deb -f "$deb" Package Version > "$tree.tmp/PACKAGE"

@@ -14,12 +14,14 @@
 extern crate alloc;
 
 pub mod addr;
+pub mod blockdev;
 pub mod drivers;
 pub mod hvconsole;
 pub mod mm;
 pub mod platform;
 pub mod sched;
 pub mod vgic;
+pub mod virtio;
 pub mod vm;
 
 #[cfg(target_os = "none")]

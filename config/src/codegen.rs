@@ -1,5 +1,5 @@
-//! Turning a validated [`Config`] into the Rust source of the hypervisor's `VMS` and
-//! `SCHEDULES` tables.
+//! Turning a validated [`Config`] into the Rust source of the hypervisor's `VMS`, `SCHEDULES`
+//! and `DISKS` tables (`DISKS` is written by `disks.rs`, in full paths: see there).
 //!
 //! The output is `include!`d by the hypervisor inside a module that has
 //! `use crate::vm::config::*; use crate::addr::GuestPhysAddr;`, so it names `VmConfig`,
@@ -42,8 +42,9 @@ use crate::{Config, CpuSchedule, MemoryPlacement, Vm, GUEST_RAM_BASE};
 
 impl Config {
     /// Writes each VM's (flattened) image to `out_dir/vm-<name>.bin` and returns the Rust source
-    /// of `pub static VMS: &[VmConfig]`, one entry per VM in config order, and of
-    /// `pub static SCHEDULES: &[CpuSchedule]`, sorted by CPU. Files whose contents have not
+    /// of `pub static VMS: &[VmConfig]`, one entry per VM in config order, of
+    /// `pub static SCHEDULES: &[CpuSchedule]`, sorted by CPU, and of `pub static DISKS`, each
+    /// VM's disks in `VMS` order. Files whose contents have not
     /// changed are left alone, so their timestamps do not trigger rebuilds.
     pub fn to_rust(&self, out_dir: &Path) -> io::Result<String> {
         fs::create_dir_all(out_dir)?;
@@ -78,6 +79,8 @@ impl Config {
             }
             let _ = writeln!(source, "];");
         }
+        let _ = writeln!(source);
+        crate::disks::push_rust(&mut source, &self.vms)?;
         Ok(source)
     }
 }
@@ -86,14 +89,16 @@ impl Config {
 const SCHEDULES_DOC: &str =
     "/// The static cyclic schedules of the build's config, at most one per CPU, sorted by CPU.";
 
-/// The source of empty `VMS` and `SCHEDULES` tables, for host builds made before the guests
-/// exist; `file_label` names the config that could not be used.
+/// The source of empty `VMS`, `SCHEDULES` and `DISKS` tables, for host builds made before the
+/// guests exist; `file_label` names the config that could not be used.
 pub fn empty_rust(file_label: &str) -> String {
     let mut source = header(file_label);
     let _ = writeln!(source, "pub static VMS: &[VmConfig] = &[];");
     let _ = writeln!(source);
     let _ = writeln!(source, "{SCHEDULES_DOC}");
     let _ = writeln!(source, "pub static SCHEDULES: &[CpuSchedule] = &[];");
+    let _ = writeln!(source);
+    crate::disks::push_empty_rust(&mut source);
     source
 }
 

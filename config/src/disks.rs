@@ -148,9 +148,19 @@ pub(crate) struct DiskFields {
 
 #[derive(Clone, Debug)]
 pub(crate) enum SourceFields {
-    Partition { disk: usize, start_sector: u64, sectors: u64 },
-    Gpt { disk: usize, partition: String },
-    Image { written: String, mode: ModeFields },
+    Partition {
+        disk: usize,
+        start_sector: u64,
+        sectors: u64,
+    },
+    Gpt {
+        disk: usize,
+        partition: String,
+    },
+    Image {
+        written: String,
+        mode: ModeFields,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -405,7 +415,10 @@ pub(crate) fn check(
     ram: AddrRange,
 ) -> Result<Vec<DiskFields>, (Field, ErrorKind)> {
     if raw.len() > MAX_DISKS_PER_VM {
-        return Err((Field::Disks, ErrorKind::Disk(DiskErrorKind::TooMany(raw.len()))));
+        return Err((
+            Field::Disks,
+            ErrorKind::Disk(DiskErrorKind::TooMany(raw.len())),
+        ));
     }
     let mut disks: Vec<DiskFields> = Vec::with_capacity(raw.len());
     for (index, disk) in raw.iter().enumerate() {
@@ -497,7 +510,10 @@ fn check_one(raw: &RawDisk, index: usize) -> Result<DiskFields, (Field, ErrorKin
         }
         GPT => {
             let disk = physical(raw.disk)?;
-            let partition = raw.partition.clone().ok_or_else(|| missing(DiskKey::Partition))?;
+            let partition = raw
+                .partition
+                .clone()
+                .ok_or_else(|| missing(DiskKey::Partition))?;
             let units = partition.encode_utf16().count();
             if !(1..=GPT_NAME_MAX_UNITS).contains(&units) || partition.contains('\0') {
                 let kind = DiskErrorKind::InvalidGptName(partition);
@@ -524,13 +540,22 @@ fn check_one(raw: &RawDisk, index: usize) -> Result<DiskFields, (Field, ErrorKin
                 }
             };
             if raw.overlay.is_some() && !matches!(mode, ModeFields::CopyOnWrite { .. }) {
-                return Err(error(DiskErrorKind::OverlayWithoutCow, Some(DiskKey::Overlay)));
+                return Err(error(
+                    DiskErrorKind::OverlayWithoutCow,
+                    Some(DiskKey::Overlay),
+                ));
             }
             SourceFields::Image { written, mode }
         }
     };
-    let read_only =
-        raw.read_only.unwrap_or(false) || matches!(source, SourceFields::Image { mode: ModeFields::ReadOnly, .. });
+    let read_only = raw.read_only.unwrap_or(false)
+        || matches!(
+            source,
+            SourceFields::Image {
+                mode: ModeFields::ReadOnly,
+                ..
+            }
+        );
     Ok(DiskFields {
         name: raw.name.clone(),
         source,
@@ -782,4 +807,114 @@ fn image_size(path: &Path) -> std::io::Result<u64> {
         ));
     }
     Ok(metadata.len())
+}
+
+/// The path the generated code spells the hypervisor's disk types with (the generated file is
+/// `include!`d in a module that does not import them).
+const TYPES: &str = "crate::blockdev::config";
+
+/// Appends `pub static DISKS`, one `&[DiskConfig]` per VM of `vms` in order, plus compile-time
+/// checks that this crate and the hypervisor agree on the guest disk layout and that `DISKS`
+/// has one entry per `VMS` entry. Image disks are `include_bytes!`d by absolute path.
+pub(crate) fn push_rust(source: &mut String, vms: &[crate::Vm]) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+
+    // Writing to a String cannot fail, here and below.
+    let _ = writeln!(source, "{DISKS_DOC}");
+    if vms.is_empty() {
+        let _ = writeln!(source, "pub static DISKS: &[&[{TYPES}::DiskConfig]] = &[];");
+    } else {
+        let _ = writeln!(source, "pub static DISKS: &[&[{TYPES}::DiskConfig]] = &[");
+        for vm in vms {
+            if vm.disks.is_empty() {
+                let _ = writeln!(source, "    &[], // {}", vm.name);
+                continue;
+            }
+            let _ = writeln!(source, "    &[ // {}", vm.name);
+            for disk in &vm.disks {
+                let disk_source = match &disk.source {
+                    DiskSource::Partition {
+                        disk,
+                        start_sector,
+                        sectors,
+                    } => format!(
+                        "{TYPES}::DiskSource::Partition {{ disk: {disk}, start_sector: \
+                         {start_sector}, sectors: {sectors} }}"
+                    ),
+                    DiskSource::Gpt { disk, partition } => {
+                        format!(
+                            "{TYPES}::DiskSource::Gpt {{ disk: {disk}, partition: {partition:?} }}"
+                        )
+                    }
+                    DiskSource::Image { path, mode, .. } => {
+                        let path = std::path::absolute(path)?;
+                        let path = path.to_str().ok_or_else(|| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!(
+                                    "{} is not UTF-8, so include_bytes! cannot name it",
+                                    path.display()
+                                ),
+                            )
+                        })?;
+                        let mode = match mode {
+                            ImageMode::ReadOnly => format!("{TYPES}::ImageMode::ReadOnly"),
+                            ImageMode::CopyOnWrite { max_overlay_bytes } => format!(
+                                "{TYPES}::ImageMode::CopyOnWrite {{ max_overlay_bytes: \
+                                 {max_overlay_bytes:#x} }}"
+                            ),
+                            ImageMode::ReadWrite => format!("{TYPES}::ImageMode::ReadWrite"),
+                        };
+                        format!(
+                            "{TYPES}::DiskSource::Image {{\n                bytes: \
+                             include_bytes!({path:?}),\n                mode: {mode},\n            }}"
+                        )
+                    }
+                };
+                // `{:?}` of a str is a valid Rust string literal.
+                let _ = writeln!(
+                    source,
+                    "        {TYPES}::DiskConfig {{\n            name: {name:?},\n            \
+                     source: {disk_source},\n            read_only: {read_only},\n        }},",
+                    name = disk.name,
+                    read_only = disk.read_only,
+                );
+            }
+            let _ = writeln!(source, "    ],");
+        }
+        let _ = writeln!(source, "];");
+    }
+    push_layout_checks(source);
+    Ok(())
+}
+
+/// The doc comment of the generated `DISKS`.
+const DISKS_DOC: &str =
+    "/// Every VM's disks, in the order of `VMS` (see `crate::blockdev::config`).";
+
+/// Appends an empty `DISKS`, for host builds made before the guests exist.
+pub(crate) fn push_empty_rust(source: &mut String) {
+    use std::fmt::Write as _;
+
+    let _ = writeln!(source, "{DISKS_DOC}");
+    let _ = writeln!(source, "pub static DISKS: &[&[{TYPES}::DiskConfig]] = &[];");
+    push_layout_checks(source);
+}
+
+fn push_layout_checks(source: &mut String) {
+    use std::fmt::Write as _;
+
+    let _ = writeln!(
+        source,
+        "const _: () = assert!(DISKS.len() == VMS.len(), \"one DISKS entry per VM\");"
+    );
+    let _ = writeln!(
+        source,
+        "const _: () = assert!(\n    \
+         {TYPES}::GUEST_DISK_BASE.as_u64() == {GUEST_DISK_BASE:#x}\n        \
+         && {TYPES}::GUEST_DISK_STRIDE == {GUEST_DISK_STRIDE:#x}\n        \
+         && {TYPES}::GUEST_DISK_FIRST_INTID == {GUEST_DISK_FIRST_INTID}\n        \
+         && {TYPES}::MAX_DISKS_PER_VM == {MAX_DISKS_PER_VM},\n    \
+         \"bulkhead-config's guest disk layout differs from the hypervisor's\",\n);"
+    );
 }

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::*;
 use crate::image::tests::{elf, linux_image, Seg};
 
+mod disks;
+
 const MIB: u64 = 1 << 20;
 
 /// A scratch directory, removed when dropped.

@@ -110,7 +110,8 @@ fn random_table(rng: &mut Rng, ram: &mut TestRam, table: u64, count: u64, size: 
 
 /// A well-formed request chain in `table` from descriptor `first`, of a random type and sector.
 fn plausible_request(rng: &mut Rng, ram: &mut TestRam, desc: u64, first: u16, size: u16, sectors: u64) -> u16 {
-    let request_type = rng.pick(&[T_IN, T_IN, T_OUT, T_OUT, T_FLUSH, T_GET_ID, T_DISCARD, rng.next() as u32]);
+    let odd = rng.next() as u32;
+    let request_type = rng.pick(&[T_IN, T_IN, T_OUT, T_OUT, T_FLUSH, T_GET_ID, T_DISCARD, odd]);
     let sector = match rng.below(4) {
         0 => rng.next(),
         1 => sectors.saturating_sub(rng.below(4)),
@@ -237,13 +238,15 @@ fn one_case(rng: &mut Rng) {
     let mut avail_idx: u16 = 0;
     for _ in 0..1 + rng.below(6) {
         // New descriptors: random ones, plausible requests, and indirect tables.
-        random_table(rng, &mut ram, desc, rng.below(n.max(1) + 1), n);
+        let count = rng.below(n.max(1) + 1);
+        random_table(rng, &mut ram, desc, count, n);
         let mut heads = Vec::new();
         for _ in 0..rng.below(n.min(8) + 1) {
             let head = if rng.chance(3) {
                 index(rng, n)
             } else {
-                plausible_request(rng, &mut ram, desc, index(rng, n), size.max(1) as u16, sectors)
+                let first = index(rng, n);
+                plausible_request(rng, &mut ram, desc, first, size.max(1) as u16, sectors)
             };
             heads.push(head);
         }

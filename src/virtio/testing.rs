@@ -428,6 +428,8 @@ pub struct Request {
     pub data: u64,
     pub data_len: u32,
     pub status: u64,
+    /// The data is device-writable (IN and GET_ID).
+    pub data_writable: bool,
 }
 
 impl Request {
@@ -438,19 +440,14 @@ impl Request {
         let data = ram.alloc(u64::from(data_len), 512);
         let status = ram.alloc(1, 1);
         ram.put(status, &[STATUS_UNTOUCHED]);
-        Self { header: header_addr, data, data_len, status }
-    }
-
-    pub fn data_writable(&self, ram: &TestRam) -> bool {
-        let request_type = u32::from_le_bytes(ram.get(self.header, 4).try_into().unwrap());
-        matches!(request_type, T_IN | T_GET_ID)
+        Self { header: header_addr, data, data_len, status, data_writable: matches!(request_type, T_IN | T_GET_ID) }
     }
 
     /// Header, data (if any), status, as separate buffers.
-    pub fn bufs(&self, ram: &TestRam) -> Vec<Buf> {
+    pub fn bufs(&self) -> Vec<Buf> {
         let mut bufs = vec![Buf::r(self.header, HEADER_BYTES as u32)];
         if self.data_len > 0 {
-            bufs.push(Buf { addr: self.data, len: self.data_len, write: self.data_writable(ram) });
+            bufs.push(Buf { addr: self.data, len: self.data_len, write: self.data_writable });
         }
         bufs.push(Buf::w(self.status, 1));
         bufs
@@ -477,7 +474,7 @@ pub const LINUX_FEATURES: u64 = F_VERSION_1 | F_INDIRECT_DESC | F_SIZE_MAX | F_S
 
 /// Submits `request` as a direct chain and notifies; returns its head.
 pub fn submit(dev: &mut VirtioBlkDevice, ram: &mut TestRam, driver: &mut Driver, request: &Request) -> u16 {
-    let bufs = request.bufs(ram);
+    let bufs = request.bufs();
     let head = driver.add_chain(ram, &bufs);
     driver.publish(ram, head);
     driver.notify(dev, ram);

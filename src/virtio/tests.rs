@@ -393,7 +393,7 @@ fn driver_features_frozen_outside_negotiation() {
     wr(&mut dev, &mut ram, offset::STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
     let mut driver = driver;
     let request = Request::new(&mut ram, T_IN, 0, 512);
-    let head = driver.add_indirect(&mut ram, &request.bufs(&ram));
+    let head = driver.add_indirect(&mut ram, &request.bufs());
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
     assert_eq!(driver.used_elem(&ram, 0), (u32::from(head), 0), "INDIRECT_DESC was not negotiated");
@@ -848,7 +848,7 @@ fn many_requests_in_one_notification() {
     let heads: Vec<u16> = requests
         .iter()
         .map(|request| {
-            let bufs = request.bufs(&ram);
+            let bufs = request.bufs();
             let head = driver.add_chain(&mut ram, &bufs);
             driver.publish(&mut ram, head);
             head
@@ -868,7 +868,7 @@ fn many_requests_in_one_notification() {
 fn ring_indices_wrap_at_sixteen_bits() {
     let (mut dev, _disk, mut ram, mut driver) = setup(8, false, 4, LINUX_FEATURES);
     let request = Request::new(&mut ram, T_FLUSH, 0, 0);
-    let bufs = request.bufs(&ram);
+    let bufs = request.bufs();
     for round in 0..(65536u32 / 3 + 5) {
         let mut heads = Vec::new();
         for _ in 0..3 {
@@ -893,7 +893,7 @@ fn ring_indices_wrap_at_sixteen_bits() {
 fn indirect_read_and_write() {
     let (mut dev, disk, mut ram, mut driver) = setup(16, false, 8, LINUX_FEATURES);
     let request = Request::new(&mut ram, T_IN, 4, 1024);
-    let head = driver.add_indirect(&mut ram, &request.bufs(&ram));
+    let head = driver.add_indirect(&mut ram, &request.bufs());
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
     assert_eq!(request.status(&ram), S_OK);
@@ -901,7 +901,7 @@ fn indirect_read_and_write() {
     assert_eq!(driver.used_elem(&ram, 0), (u32::from(head), 1025));
     let request = Request::new(&mut ram, T_OUT, 9, 512);
     ram.put(request.data, &[0x33; 512]);
-    let head = driver.add_indirect(&mut ram, &request.bufs(&ram));
+    let head = driver.add_indirect(&mut ram, &request.bufs());
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
     assert_eq!(request.status(&ram), S_OK);
@@ -1103,7 +1103,7 @@ fn used_index_written_after_a_barrier_after_the_elements() {
     let (mut dev, _disk, mut ram, mut driver) = setup(8, false, 8, LINUX_FEATURES);
     let requests: Vec<Request> = (0..2).map(|i| Request::new(&mut ram, T_IN, i, 512)).collect();
     for request in &requests {
-        let bufs = request.bufs(&ram);
+        let bufs = request.bufs();
         let head = driver.add_chain(&mut ram, &bufs);
         driver.publish(&mut ram, head);
     }
@@ -1158,7 +1158,7 @@ fn notification_with_queue_not_ready_is_ignored() {
 fn notification_for_another_queue_is_ignored() {
     let (mut dev, _disk, mut ram, mut driver) = setup(8, false, 8, LINUX_FEATURES);
     let request = Request::new(&mut ram, T_IN, 0, 512);
-    let head = driver.add_chain(&mut ram, &request.bufs(&ram));
+    let head = driver.add_chain(&mut ram, &request.bufs());
     driver.publish(&mut ram, head);
     wr(&mut dev, &mut ram, offset::QUEUE_NOTIFY, 1);
     wr(&mut dev, &mut ram, offset::QUEUE_NOTIFY, u32::MAX);
@@ -1280,7 +1280,7 @@ fn available_index_going_backwards() {
 fn exactly_a_full_ring_is_fine() {
     let (mut dev, _disk, mut ram, mut driver) = setup(8, false, 8, LINUX_FEATURES);
     let request = Request::new(&mut ram, T_FLUSH, 0, 0);
-    let bufs = request.bufs(&ram);
+    let bufs = request.bufs();
     for _ in 0..4 {
         let head = driver.add_chain(&mut ram, &bufs);
         driver.publish(&mut ram, head);
@@ -1298,7 +1298,7 @@ fn exactly_a_full_ring_is_fine() {
 fn head_index_past_the_table() {
     let (mut dev, _disk, mut ram, mut driver) = setup(8, false, 8, LINUX_FEATURES);
     let request = Request::new(&mut ram, T_FLUSH, 0, 0);
-    let bufs = request.bufs(&ram);
+    let bufs = request.bufs();
     let head = driver.add_chain(&mut ram, &bufs);
     driver.publish(&mut ram, head);
     driver.publish(&mut ram, 8);

@@ -63,6 +63,10 @@ const RAM_ALIGN: u64 = 2 << 20;
 /// The guest DTB sits at the start of the last 2 MiB of RAM (booting.rst: 8-byte aligned, at most
 /// 2 MiB, anywhere in RAM).
 const DTB_REGION: u64 = 2 << 20;
+/// RAM a restarting VM's CPU clears (and cleans to the point of coherency) per scheduling point:
+/// small enough that a higher-priority vCPU on that CPU is delayed by well under a millisecond
+/// of hypervisor work on real hardware.
+const RELOAD_CHUNK: u64 = 256 << 10;
 /// Restarts allowed within [`RESTART_WINDOW_SECONDS`] before Bulkhead decides the VM is
 /// crash-looping and leaves it stopped.
 const MAX_RESTARTS_IN_WINDOW: usize = 5;
@@ -72,6 +76,8 @@ pub const KICK_SGI: u8 = 0;
 /// Why a run-queue operation on a hosted vCPU cannot fail: every hosted vCPU was added to the
 /// run queue when the runtime was made.
 const HOSTED: &str = "hosted vCPUs are in this CPU's run queue";
+/// While reloading a VM, the longest a CPU runs a vCPU before doing the next chunk.
+const RELOAD_POLL_US: u64 = 1000;
 /// Longest CPU 0 goes without looking at the console's input.
 const CONSOLE_POLL_MS: u64 = 20;
 /// Most list registers any GIC has (ICH_VTR_EL2.ListRegs is 4 bits).
@@ -115,6 +121,9 @@ enum Lifecycle {
     /// Stopping: the CPUs in `cpus` (a bit per physical CPU) still have to tear their vCPUs of it
     /// down; then it restarts or stays stopped.
     Stopping { cpus: u64, restart: bool },
+    /// Being reloaded for a restart by CPU `cpu`, a chunk per scheduling point, so that the
+    /// other vCPUs of that CPU keep running meanwhile: `done` bytes of RAM are cleared so far.
+    Loading { cpu: usize, done: u64 },
     /// Stopped for good (until the console starts it).
     Stopped,
 }
@@ -140,7 +149,7 @@ impl VmShared {
     pub fn run_state(&self) -> VmRunState {
         match self.lifecycle {
             Lifecycle::Running => VmRunState::Running,
-            Lifecycle::Stopping { .. } => VmRunState::Stopping,
+            Lifecycle::Stopping { .. } | Lifecycle::Loading { .. } => VmRunState::Stopping,
             Lifecycle::Stopped => VmRunState::Stopped,
         }
     }
@@ -283,10 +292,27 @@ impl Vm {
     /// Resets guest RAM and loads the image and the device tree; records the entry point and
     /// the DTB's address in `shared`.
     fn load(&self, shared: &mut VmShared) -> Result<(), VmBuildError> {
+        self.clear_ram(0, self.config.memory_bytes);
+        self.place_images(shared)
+    }
+
+    /// Zeroes `[offset, offset + len)` of guest RAM and cleans it to the point of coherency: a
+    /// fresh VM sees zeroed RAM, never a previous run's (or a previous owner's) data, and the
+    /// guest starts with its MMU and caches off, so what it reads must be in memory (and no
+    /// dirty line of an earlier run may be written back over what it writes).
+    fn clear_ram(&self, offset: u64, len: u64) {
+        let len = len.min(self.config.memory_bytes.saturating_sub(offset));
+        let start = self.host_ptr(self.ram.start.add(offset));
+        // SAFETY: the range lies in this VM's RAM (clamped above), identity-mapped; none of its
+        // vCPUs runs while it is loaded.
+        unsafe { core::ptr::write_bytes(start, 0, len as usize) };
+        cpu::clean_dcache_range(start as usize, len as usize);
+    }
+
+    /// Copies the image and a fresh device tree into (cleared) RAM and records the entry point
+    /// and the DTB address.
+    fn place_images(&self, shared: &mut VmShared) -> Result<(), VmBuildError> {
         let config = self.config;
-        // A fresh VM sees zeroed RAM, never a previous run's (or a previous owner's) data.
-        // SAFETY: the whole range is this VM's RAM, identity-mapped; none of its vCPUs runs.
-        unsafe { core::ptr::write_bytes(self.host_ptr(self.ram.start), 0, config.memory_bytes as usize) };
         let load = match (config.image.kind, config.load_address) {
             (_, Some(address)) => address,
             (ImageKind::LinuxImage, None) => self.ram.start.add(0x8_0000),
@@ -314,7 +340,8 @@ impl Vm {
         }
         self.copy_to_guest(dtb_ipa, &dtb);
         // The guest starts with its MMU and caches off: make what was written visible in memory.
-        cpu::clean_dcache_range(self.host_ptr(self.ram.start) as usize, config.memory_bytes as usize);
+        cpu::clean_dcache_range(self.host_ptr(load) as usize, config.image.bytes.len());
+        cpu::clean_dcache_range(self.host_ptr(dtb_ipa) as usize, dtb.len());
         cpu::invalidate_icache();
         shared.entry = entry;
         shared.dtb = dtb_ipa;
@@ -396,8 +423,8 @@ impl Vm {
                     self.console_start();
                     return;
                 }
-                Lifecycle::Stopping { .. } => {
-                    log::warn!("vm {}: already stopping", self.config.name);
+                Lifecycle::Stopping { .. } | Lifecycle::Loading { .. } => {
+                    log::warn!("vm {}: already stopping or restarting", self.config.name);
                     return;
                 }
             }
@@ -414,12 +441,8 @@ impl Vm {
                 return;
             }
             shared.devices.reset(self.config);
-            if let Err(error) = self.load(&mut shared) {
-                log::error!("vm {}: cannot start: {error}", self.config.name);
-                return;
-            }
-            shared.boot += 1;
-            shared.lifecycle = Lifecycle::Running;
+            // The CPU hosting vCPU 0 reloads it, a chunk at a time.
+            shared.lifecycle = Lifecycle::Loading { cpu: placement(self.config, 0), done: 0 };
             VMS_ALIVE.fetch_add(1, Ordering::SeqCst);
             log::info!("vm {}: started from the console", self.config.name);
             host_cpus(self.config)
@@ -437,15 +460,35 @@ impl Vm {
         }
         if restart {
             shared.devices.reset(self.config);
-            match self.load(shared) {
-                Ok(()) => {
-                    shared.boot += 1;
-                    shared.lifecycle = Lifecycle::Running;
-                    return;
-                }
-                Err(error) => log::error!("vm {}: cannot restart: {error}", self.config.name),
+            shared.lifecycle = Lifecycle::Loading { cpu, done: 0 };
+            return;
+        }
+        self.finish_stop(shared);
+    }
+
+    /// Clears the next chunk of a reloading VM's RAM; once all is clear, places its images and
+    /// starts it. Called by the loading CPU at its scheduling points.
+    fn reload_step(&self, shared: &mut VmShared) {
+        let Lifecycle::Loading { cpu, done } = shared.lifecycle else { return };
+        if done < self.config.memory_bytes {
+            self.clear_ram(done, RELOAD_CHUNK);
+            shared.lifecycle = Lifecycle::Loading { cpu, done: done + RELOAD_CHUNK };
+            return;
+        }
+        match self.place_images(shared) {
+            Ok(()) => {
+                shared.boot += 1;
+                shared.lifecycle = Lifecycle::Running;
+            }
+            Err(error) => {
+                log::error!("vm {}: cannot restart: {error}", self.config.name);
+                self.finish_stop(shared);
             }
         }
+    }
+
+    /// The VM is stopped for good; the last one out powers the machine off.
+    fn finish_stop(&self, shared: &mut VmShared) {
         shared.lifecycle = Lifecycle::Stopped;
         if VMS_ALIVE.fetch_sub(1, Ordering::SeqCst) == 1 {
             log::info!("all VMs have stopped: powering off");
@@ -511,6 +554,8 @@ pub struct CpuRuntime {
     /// Index into `vcpus` of the vCPU whose state is in the hardware.
     loaded: Option<usize>,
     lr_count: usize,
+    /// VMs this CPU is reloading (see [`Lifecycle::Loading`]).
+    reloading: Vec<usize>,
 }
 
 impl CpuRuntime {
@@ -539,7 +584,7 @@ impl CpuRuntime {
             }
         }
         let lr_count = gic.list_register_count().min(MAX_LIST_REGISTERS);
-        Self { index, gic, vms, run_queue, vcpus, loaded: None, lr_count }
+        Self { index, gic, vms, run_queue, vcpus, loaded: None, lr_count, reloading: Vec::new() }
     }
 
     /// Runs this CPU's vCPUs forever.
@@ -551,12 +596,18 @@ impl CpuRuntime {
             if self.index == 0 {
                 crate::manage::poll(self.vms);
             }
+            self.reload_step();
             self.refresh_all();
             let now = cpu::counter();
             let decision = self.run_queue.pick(now);
             self.report_status(decision.run);
             // CPU 0 also polls the console: it never sleeps longer than CONSOLE_POLL.
-            let poll = (self.index == 0).then(|| now + CONSOLE_POLL_MS * cpu::counter_frequency() / 1000);
+            let poll = if !self.reloading.is_empty() {
+                // A reload in progress: come back right after this slice (or at once if idle).
+                Some(now + RELOAD_POLL_US * cpu::counter_frequency() / 1_000_000)
+            } else {
+                (self.index == 0).then(|| now + CONSOLE_POLL_MS * cpu::counter_frequency() / 1000)
+            };
             match (decision.deadline, poll) {
                 (Some(deadline), Some(poll)) => timer::arm_hyp_timer(deadline.min(poll)),
                 (Some(deadline), None) | (None, Some(deadline)) => timer::arm_hyp_timer(deadline),
@@ -573,6 +624,17 @@ impl CpuRuntime {
                 }
             }
         }
+    }
+
+    /// Does one chunk of each VM this CPU is reloading.
+    fn reload_step(&mut self) {
+        let vms = self.vms;
+        self.reloading.retain(|&index| {
+            let vm = &vms[index];
+            let mut shared = vm.shared.lock();
+            vm.reload_step(&mut shared);
+            matches!(shared.lifecycle, Lifecycle::Loading { .. })
+        });
     }
 
     /// Publishes the state and run time of this CPU's vCPUs for the console's `list`.
@@ -642,6 +704,13 @@ impl CpuRuntime {
                 changed
             }
             Lifecycle::Stopped => self.teardown(slot),
+            Lifecycle::Loading { cpu, .. } => {
+                let changed = self.teardown(slot);
+                if cpu == self.index && !self.reloading.contains(&vm.index) {
+                    self.reloading.push(vm.index);
+                }
+                changed
+            }
             Lifecycle::Running => {
                 let mut changed = false;
                 if self.vcpus[slot].boot != shared.boot {

@@ -129,15 +129,10 @@ pub fn find_pl031<'a>(dt: &DeviceTree<'a>) -> Option<Result<Pl031Node<'a>, NodeE
             .is_some_and(|compatible| compatible.all().any(|c| c == COMPATIBLE))
     });
     let first = candidates.next()?;
-    let Some(node) = core::iter::once(first)
-        .chain(candidates)
-        .find(is_enabled)
-    else {
+    let Some(node) = core::iter::once(first).chain(candidates).find(is_enabled) else {
         return Some(Err(NodeError::Disabled(first.name)));
     };
-    let root_parent = fdt
-        .find_node("/")
-        .and_then(|root| root.interrupt_parent());
+    let root_parent = fdt.find_node("/").and_then(|root| root.interrupt_parent());
     Some(describe(node, root_parent))
 }
 

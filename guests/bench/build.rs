@@ -1,0 +1,19 @@
+//! Links the guest with guest-common's linker script (image at guest-physical 0x4000_0000), with
+//! `__bench_entry` as the ELF entry point instead of guest-common's `_start`: the bench guest
+//! starts either in a Bulkhead VM at EL1 or on bare QEMU at EL2, and its entry tells the two
+//! apart before it joins `_start` (src/boot.rs). Only for the bare-metal target: a host build of
+//! this crate is a stub and links normally.
+
+use std::path::PathBuf;
+
+fn main() {
+    let script = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"))
+        .join("../common/guest.ld")
+        .canonicalize()
+        .expect("guests/common/guest.ld exists");
+    println!("cargo:rerun-if-changed={}", script.display());
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
+        println!("cargo:rustc-link-arg-bins=-T{}", script.display());
+        println!("cargo:rustc-link-arg-bins=--entry=__bench_entry");
+    }
+}
