@@ -40,9 +40,14 @@ fn apply(vms: &'static [Vm], events: Vec<Event>) {
         match event {
             Event::ToVm { vm, byte } => {
                 if let Some(vm) = vms.get(vm) {
-                    if !vm.shared.lock().devices.uart.push_input(byte) {
-                        log::warn!("vm {}: console input dropped (its UART's receive queue is full)", vm.config.name);
-                    }
+                    let kicks = {
+                        let mut shared = vm.shared.lock();
+                        if !shared.devices.uart.push_input(byte) {
+                            log::warn!("vm {}: console input dropped (its UART's receive queue is full)", vm.config.name);
+                        }
+                        shared.devices.update_uart_interrupt()
+                    };
+                    vm.kick(kicks);
                 }
             }
             Event::Output(text) => crate::console::print(format_args!("{text}")),

@@ -57,6 +57,8 @@ pub struct GuestDevice {
 
 /// GIC interrupt specifier type of an SPI.
 const GIC_SPI: u32 = 0;
+/// The emulated PL011's SPI number (INTID 33), as on QEMU virt.
+const UART_SPI: u32 = 1;
 
 /// The interrupt controller a VM sees, and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -241,6 +243,9 @@ pub fn build(spec: &GuestDtbSpec<'_>) -> Result<Vec<u8>, GuestDtbError> {
     let uart = fdt.begin_node(&uart_path[1..])?;
     fdt.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()])?;
     fdt.property_array_u64("reg", &[spec.uart_base.as_u64(), UART_WINDOW])?;
+    if spec.gic.is_some() {
+        fdt.property_array_u32("interrupts", &[GIC_SPI, UART_SPI, IRQ_TYPE_LEVEL_HIGH])?;
+    }
     fdt.property_array_u32("clocks", &[PHANDLE_APB_CLOCK, PHANDLE_APB_CLOCK])?;
     fdt.property_string_list("clock-names", alloc::vec!["uartclk".into(), "apb_pclk".into()])?;
     fdt.end_node(uart)?;

@@ -44,6 +44,8 @@ pub const GUEST_GICR_BASE: GuestPhysAddr = GuestPhysAddr::new(0x080a_0000);
 /// SPIs each VM's distributor implements (INTIDs 32..32 + this): enough for the SPIs of the
 /// boards' devices that can be passed through (the Raspberry Pi 4's go up to INTID 216).
 pub const GUEST_SPIS: u32 = 224;
+/// The emulated PL011's interrupt: SPI 1 (INTID 33), as on QEMU virt.
+pub const GUEST_UART_INTID: u32 = 33;
 /// The EL1 virtual timer's PPI (Arm ARM D11.2.4; the `arm,armv8-timer` binding's third entry).
 pub const VTIMER_INTID: u32 = 27;
 
@@ -265,6 +267,16 @@ impl VmDevices {
         }
     }
 
+    /// Sets the UART's interrupt line in the vGIC to what the UART says; returns the vCPUs to
+    /// kick. Called after every UART access and after console input.
+    pub fn update_uart_interrupt(&mut self) -> Kicks {
+        let asserted = self.uart.interrupt_asserted();
+        match self.vgic.as_mut() {
+            Some(vgic) => vgic.set_level(None, GUEST_UART_INTID, asserted),
+            None => Kicks::NONE,
+        }
+    }
+
     /// Logs a warning about this VM, unless it has already had its share.
     fn warn(&mut self, args: fmt::Arguments<'_>) {
         self.warnings += 1;
@@ -479,11 +491,13 @@ impl VmDevices {
         };
         let result = if window(GUEST_UART_BASE, guest_dtb::UART_WINDOW) {
             let offset = access.ipa.offset_from(GUEST_UART_BASE);
-            if access.write {
+            let result = if access.write {
                 self.uart.write(offset, access.size, value).map(|()| None)
             } else {
                 self.uart.read(offset, access.size).map(Some)
-            }
+            };
+            kicks |= self.update_uart_interrupt();
+            result
         } else if let (Some(vgic), true) = (self.vgic.as_mut(), window(GUEST_GICD_BASE, GICD_WINDOW)) {
             let offset = access.ipa.offset_from(GUEST_GICD_BASE);
             if access.write {

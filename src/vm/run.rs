@@ -389,6 +389,12 @@ impl Vm {
         cpus
     }
 
+    /// Kicks the CPUs hosting the vCPUs in `kicks` (from outside the run loop).
+    pub fn kick(&self, kicks: Kicks) {
+        let cpus = kicks.iter().fold(0u64, |mask, vcpu| mask | 1 << placement(self.config, vcpu));
+        kick_all(cpus);
+    }
+
     /// `stop` on the hypervisor console: the VM stops and stays stopped.
     pub fn console_stop(&self) {
         let cpus = {

@@ -132,6 +132,12 @@ impl VirtualPl011 {
         }
     }
 
+    /// Whether the UART's combined interrupt output (UARTINTR) is asserted: some raw interrupt
+    /// is unmasked in UARTIMSC. The VM's vGIC follows this level.
+    pub fn interrupt_asserted(&self) -> bool {
+        self.raw_interrupt_status() & self.imsc != 0
+    }
+
     fn raw_interrupt_status(&self) -> u32 {
         let mut ris = UARTINT::TX::SET.value; // the transmit FIFO is always below its level
         if !self.rx.is_empty() {
@@ -240,6 +246,22 @@ mod tests {
         assert_eq!(uart.read(offset::RIS, 4).unwrap() & 0x10, 0x10);
         assert_eq!(uart.read(offset::DR, 4).unwrap(), u64::from(b'x'));
         assert_eq!(uart.read(offset::FR, 4).unwrap(), 0x90);
+    }
+
+    #[test]
+    fn interrupt_line_follows_mask_and_status() {
+        let mut uart = VirtualPl011::new("uart-irq", sink);
+        assert!(!uart.interrupt_asserted());
+        // TX interrupt unmasked: asserted (the FIFO is always below its level).
+        uart.write(offset::IMSC, 4, 0x20).unwrap();
+        assert!(uart.interrupt_asserted());
+        // Only RX unmasked: asserted once input waits, cleared when it is read.
+        uart.write(offset::IMSC, 4, 0x10).unwrap();
+        assert!(!uart.interrupt_asserted());
+        uart.push_input(b'a');
+        assert!(uart.interrupt_asserted());
+        uart.read(offset::DR, 4).unwrap();
+        assert!(!uart.interrupt_asserted());
     }
 
     #[test]
