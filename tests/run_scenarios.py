@@ -60,39 +60,42 @@ def run_qemu(scenario, image):
               for step in scenario.get("input", [])]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE if typing else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    output = b""
-    timed_out = False
-    until = scenario.get("until")
-    while True:
-        remaining = scenario["timeout"] - (time.monotonic() - start)
-        if remaining <= 0:
-            timed_out = True
-            break
-        if not sel.select(timeout=min(remaining, 1.0)):
-            if proc.poll() is not None:
+    try:
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        output = b""
+        timed_out = False
+        until = scenario.get("until")
+        while True:
+            remaining = scenario["timeout"] - (time.monotonic() - start)
+            if remaining <= 0:
+                timed_out = True
                 break
-            continue
-        chunk = os.read(proc.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        output += chunk
-        while typing and typing[0][0] in output:
-            # Type slowly: the UART is polled, and its receive queue is small.
-            for byte in typing.pop(0)[1]:
-                try:
-                    proc.stdin.write(bytes([byte]))
-                    proc.stdin.flush()
-                except BrokenPipeError:
-                    typing.clear()
+            if not sel.select(timeout=min(remaining, 1.0)):
+                if proc.poll() is not None:
                     break
-                time.sleep(0.01)
-        if until and until.encode() in output and output.endswith(b"\n"):
-            break
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            output += chunk
+            while typing and typing[0][0] in output:
+                # Type slowly: the UART is polled, and its receive queue is small.
+                for byte in typing.pop(0)[1]:
+                    try:
+                        proc.stdin.write(bytes([byte]))
+                        proc.stdin.flush()
+                    except BrokenPipeError:
+                        typing.clear()
+                        break
+                    time.sleep(0.01)
+            if until and until.encode() in output and output.endswith(b"\n"):
+                break
+    finally:
+        # Whatever happened (a timeout, an exception in this runner), QEMU does not outlive it.
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
     text = output.decode("utf-8", "replace").replace("\r\n", "\n")
     return text, timed_out and not until, time.monotonic() - start
 

@@ -667,7 +667,8 @@ fn data_must_be_whole_sectors() {
             dev.last_error(),
             Some(VirtioError::Request(RequestError::NotSectorMultiple { len: u64::from(len) }))
         );
-        assert_eq!(disk.state().writes + disk.state().reads, 0);
+        let state = disk.state();
+        assert_eq!(state.writes + state.reads, 0);
     }
 }
 
