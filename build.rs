@@ -13,8 +13,8 @@
 //! yet they get empty tables and a warning, so portable code can be tested first.
 //!
 //! Inputs cargo is told to watch: `BULKHEAD_PLATFORM`, `BULKHEAD_CONFIG`, the config file, every
-//! image it names, guest or disk (or the first missing one), and for bare-metal builds the
-//! board's `link.ld` and `platform/common/sections.ld`. `bulkhead-config` itself is a build
+//! image it names, guest, initrd or disk (or the first missing one), and for bare-metal builds
+//! the board's `link.ld` and `platform/common/sections.ld`. `bulkhead-config` itself is a build
 //! dependency, so cargo reruns this script when it changes.
 
 use std::env;
@@ -67,6 +67,9 @@ fn main() {
         Ok(config) => {
             for vm in &config.vms {
                 println!("cargo:rerun-if-changed={}", vm.image_path.display());
+                if let Some(initrd) = &vm.initrd {
+                    println!("cargo:rerun-if-changed={}", initrd.path.display());
+                }
                 // Disk images are `include_bytes!`d where they are; rustc tracks them too, but
                 // the build script must rerun to re-check their size.
                 for image in vm.disks.iter().filter_map(|disk| disk.image_path()) {

@@ -4,9 +4,9 @@
 //! The output is `include!`d by the hypervisor inside a module that has
 //! `use crate::vm::config::*; use crate::addr::GuestPhysAddr;`, so it names `VmConfig`,
 //! `GuestImage`, `ImageKind`, `MemoryPlacement`, `PassthroughDevice`, `OnStop`, `CpuSchedule`,
-//! `ScheduleWindow`, `GUEST_RAM_BASE` and `GuestPhysAddr` unqualified. Image bytes are written
-//! beside it and pulled in with `include_bytes!` by absolute path (a relative one would resolve
-//! against whichever file expands the macro).
+//! `ScheduleWindow`, `GUEST_RAM_BASE` and `GuestPhysAddr` unqualified. Image (and initrd) bytes
+//! are written beside it and pulled in with `include_bytes!` by absolute path (a relative one
+//! would resolve against whichever file expands the macro).
 //!
 //! The shape, for one VM and one schedule:
 //!
@@ -41,7 +41,8 @@ use std::path::Path;
 use crate::{Config, CpuSchedule, MemoryPlacement, Vm, GUEST_RAM_BASE};
 
 impl Config {
-    /// Writes each VM's (flattened) image to `out_dir/vm-<name>.bin` and returns the Rust source
+    /// Writes each VM's (flattened) image to `out_dir/vm-<name>.bin` (its initrd, if any, to
+    /// `out_dir/vm-<name>.initrd`) and returns the Rust source
     /// of `pub static VMS: &[VmConfig]`, one entry per VM in config order, of
     /// `pub static SCHEDULES: &[CpuSchedule]`, sorted by CPU, and of `pub static DISKS`, each
     /// VM's disks in `VMS` order. Files whose contents have not
@@ -56,16 +57,16 @@ impl Config {
         for vm in &self.vms {
             let bin = out_dir.join(format!("vm-{}.bin", vm.name));
             write_if_changed(&bin, &vm.image.bytes)?;
-            let bin = bin.to_str().ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{} is not UTF-8, so include_bytes! cannot name it",
-                        bin.display()
-                    ),
-                )
-            })?;
-            push_vm(&mut source, vm, bin);
+            let bin = utf8_path(&bin)?;
+            let initrd = match &vm.initrd {
+                Some(initrd) => {
+                    let path = out_dir.join(format!("vm-{}.initrd", vm.name));
+                    write_if_changed(&path, &initrd.bytes)?;
+                    Some(utf8_path(&path)?.to_owned())
+                }
+                None => None,
+            };
+            push_vm(&mut source, vm, bin, initrd.as_deref());
         }
         let _ = writeln!(source, "];");
         let _ = writeln!(source);
@@ -126,8 +127,8 @@ fn header(origin: &str) -> String {
     source
 }
 
-/// Appends one `VmConfig { .. },` entry.
-fn push_vm(source: &mut String, vm: &Vm, bin_path: &str) {
+/// Appends one `VmConfig { .. },` entry; `initrd_path` is where the VM's initrd was written.
+fn push_vm(source: &mut String, vm: &Vm, bin_path: &str, initrd_path: Option<&str>) {
     let cpus = vm
         .cpus
         .iter()
@@ -163,12 +164,17 @@ fn push_vm(source: &mut String, vm: &Vm, bin_path: &str) {
         list.push_str("        ]");
         list
     };
+    let initrd = match initrd_path {
+        Some(path) => format!("Some(include_bytes!({path:?}))"),
+        None => "None".to_owned(),
+    };
     // `{:?}` of a str is a valid Rust string literal, escapes and all.
     let _ = write!(
         source,
         "    VmConfig {{
         name: {name:?},
         image: GuestImage {{ kind: ImageKind::{kind}, bytes: include_bytes!({bin_path:?}) }},
+        initrd: {initrd},
         memory_bytes: {memory},
         vcpus: {vcpus},
         cpus: &[{cpus}],
@@ -218,6 +224,19 @@ fn push_schedule(source: &mut String, schedule: &CpuSchedule, vms: &[Vm]) {
         );
     }
     let _ = writeln!(source, "    ] }},");
+}
+
+/// `path` as a str, which `include_bytes!` needs.
+fn utf8_path(path: &Path) -> io::Result<&str> {
+    path.to_str().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is not UTF-8, so include_bytes! cannot name it",
+                path.display()
+            ),
+        )
+    })
 }
 
 /// Writes `contents` to `path` unless it already holds exactly that.

@@ -32,6 +32,8 @@ pub enum Field {
     Name,
     /// `image`
     Image,
+    /// `initrd`
+    Initrd,
     /// `memory`
     Memory,
     /// `vcpus`
@@ -79,6 +81,7 @@ impl Field {
         match self {
             Self::Name => "name",
             Self::Image => "image",
+            Self::Initrd => "initrd",
             Self::Memory => "memory",
             Self::Vcpus => "vcpus",
             Self::Cpus => "cpus",
@@ -535,6 +538,26 @@ pub enum ErrorKind {
         /// Why.
         error: ImageError,
     },
+    /// The `initrd` file is empty (an unreadable one is a [`ErrorKind::ReadImage`] at
+    /// `initrd`).
+    InitrdEmpty {
+        /// The path as the config wrote it.
+        written: String,
+    },
+    /// The initrd does not fit in guest RAM beside the image and the guest DTB
+    /// ([`crate::initrd::check_fits`]).
+    InitrdDoesNotFit {
+        /// The path as the config wrote it.
+        written: String,
+        /// Its size.
+        bytes: u64,
+        /// One past the last guest-physical address the image occupies.
+        image_end: u64,
+        /// One past the end of guest RAM.
+        ram_end: u64,
+        /// The end of guest RAM that would make room for it.
+        needed_end: u64,
+    },
     /// Something about a disk (`disks`); an unreadable disk image is a [`ErrorKind::ReadImage`]
     /// at `disks[i].image`.
     Disk(DiskErrorKind),
@@ -847,6 +870,22 @@ impl fmt::Display for ConfigError {
                 write!(f, "{written}: {error}")
             }
             ErrorKind::Image { error, .. } => write!(f, "{error}"),
+            ErrorKind::InitrdEmpty { written } => write!(f, "{written}: file is empty"),
+            ErrorKind::InitrdDoesNotFit {
+                written,
+                bytes,
+                image_end,
+                ram_end,
+                needed_end,
+            } => write!(
+                f,
+                "{written} ({}) does not fit in guest RAM beside the image (which ends at \
+                 {image_end:#x}) and the guest DTB's last {} (RAM ends at {ram_end:#x}), \
+                 counting whole 2 MiB blocks: RAM would have to end at {needed_end:#x}, {} more",
+                Size(*bytes),
+                Size(crate::initrd::DTB_REGION_BYTES),
+                Size(needed_end.saturating_sub(*ram_end)),
+            ),
             ErrorKind::Disk(kind) => write!(f, "{kind}"),
         }
     }

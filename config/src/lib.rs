@@ -15,6 +15,7 @@
 //! [[vm]]                               # one table per VM, at least one
 //! name = "hello"                       # 1-15 characters of [a-z0-9_-], unique
 //! image = "../../target/guests/hello"  # relative to the config file's directory
+//! initrd = "initramfs.cpio.gz"         # optional: an initial RAM disk, relative like image
 //! memory = "16M"                       # bytes, or "512K"/"16M"/"1G"/"0x1000000"; 2M..=4G, 2M multiple
 //! vcpus = 1                            # optional (1); 1..=8
 //! cpus = [0]                           # optional ([0]); physical CPU indices 0..=7, unique
@@ -65,6 +66,7 @@ mod codegen;
 pub mod disks;
 mod error;
 pub mod image;
+pub mod initrd;
 pub mod layout;
 mod schedule;
 mod schema;
@@ -82,6 +84,7 @@ pub use error::{
     SizeText, VmRef, WindowKey,
 };
 pub use image::{Image, ImageFormat};
+pub use initrd::Initrd;
 pub use layout::AddrRange;
 pub use size::{parse_size, Size, SizeError};
 pub use time::{Micros, Millis, TimeError};
@@ -189,6 +192,9 @@ pub struct Vm {
     pub image_path: PathBuf,
     /// The image, flattened and placed.
     pub image: Image,
+    /// Its initial RAM disk, if the config names one: it fits in RAM beside the image and the
+    /// guest DTB ([`initrd::check_fits`]).
+    pub initrd: Option<Initrd>,
     /// Bytes of guest RAM at [`Vm::ram_base`]: a multiple of [`MEMORY_ALIGN`], at most
     /// [`MAX_MEMORY_BYTES`].
     pub memory_bytes: u64,
@@ -521,11 +527,19 @@ fn place_image(
         };
         ConfigError::vm(file, index, Some(name), field, kind)
     })?;
+    let ram_end = ram_base.saturating_add(fields.memory_bytes);
+    let initrd = raw
+        .initrd
+        .as_deref()
+        .map(|written| initrd::load(written, config_dir, &image, ram_end))
+        .transpose()
+        .map_err(|kind| ConfigError::vm(file, index, Some(name), Field::Initrd, kind))?;
     let disks = disks::load(fields.disks, config_dir, file, index, name)?;
     Ok(Vm {
         name: fields.name,
         image_path,
         image,
+        initrd,
         memory_bytes: fields.memory_bytes,
         vcpus: fields.vcpus,
         cpus: fields.cpus,

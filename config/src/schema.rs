@@ -29,6 +29,8 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawVm {
     pub name: String,
     pub image: String,
+    /// Its initial RAM disk, read in `initrd.rs`.
+    pub initrd: Option<String>,
     pub memory: SizeText,
     /// Signed so that a negative count gets the same message as any other out-of-range one.
     #[serde(default = "default_vcpus")]

@@ -8,6 +8,7 @@ use super::*;
 use crate::image::tests::{elf, linux_image, Seg};
 
 mod disks;
+mod initrd;
 
 const MIB: u64 = 1 << 20;
 

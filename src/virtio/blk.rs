@@ -224,7 +224,9 @@ impl fmt::Display for RequestError {
             Self::HeaderUnreadable(error) => write!(f, "header: {error}"),
             Self::Unsupported { request_type } => write!(f, "unsupported type {request_type}"),
             Self::NotSectorMultiple { len } => write!(f, "{len} data bytes is not whole sectors"),
-            Self::TooLarge { len } => write!(f, "{len} data bytes is more than {MAX_REQUEST_BYTES}"),
+            Self::TooLarge { len } => {
+                write!(f, "{len} data bytes is more than {MAX_REQUEST_BYTES}")
+            }
             Self::BeyondCapacity { sector, sectors } => {
                 write!(f, "{sectors} sector(s) at {sector} run past the end of the disk")
             }
@@ -311,8 +313,12 @@ impl Disk {
             Some(last) => match last.addr.checked_add(u64::from(last.len) - STATUS_BYTES) {
                 Some(addr) => addr,
                 None => {
-                    let error = GuestMemoryError::OutsideRam { addr: last.addr, len: u64::from(last.len) };
-                    return Completion { used_len: 0, error: Some(RequestError::StatusUnwritable(error)) };
+                    let error =
+                        GuestMemoryError::OutsideRam { addr: last.addr, len: u64::from(last.len) };
+                    return Completion {
+                        used_len: 0,
+                        error: Some(RequestError::StatusUnwritable(error)),
+                    };
                 }
             },
         };
@@ -391,7 +397,7 @@ impl Disk {
 
     /// Checks `len` data bytes at `sector`, returning the number of sectors.
     fn check_range(&self, sector: u64, len: u64) -> Result<u64, RequestError> {
-        if len % SECTOR_SIZE != 0 {
+        if !len.is_multiple_of(SECTOR_SIZE) {
             return Err(RequestError::NotSectorMultiple { len });
         }
         if len > MAX_REQUEST_BYTES {

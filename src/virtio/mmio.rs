@@ -276,9 +276,10 @@ impl VirtioBlkDevice {
             offset::QUEUE_READY => u32::from(self.queue_sel == REQUEST_QUEUE && self.queue.ready),
             offset::INTERRUPT_STATUS => self.interrupt_status.get(),
             offset::STATUS => self.status.get(),
-            offset::SHM_LEN_LOW | offset::SHM_LEN_HIGH | offset::SHM_BASE_LOW | offset::SHM_BASE_HIGH => {
-                SHM_NONE
-            }
+            offset::SHM_LEN_LOW
+            | offset::SHM_LEN_HIGH
+            | offset::SHM_BASE_LOW
+            | offset::SHM_BASE_HIGH => SHM_NONE,
             offset::CONFIG_GENERATION => CONFIG_GENERATION,
             offset::DEVICE_FEATURES_SEL
             | offset::DRIVER_FEATURES
@@ -324,14 +325,28 @@ impl VirtioBlkDevice {
             offset::QUEUE_NUM => self.configure_queue(|queue| queue.num = value),
             offset::QUEUE_READY => self.write_queue_ready(value),
             offset::QUEUE_NOTIFY => self.notify(value, mem),
-            offset::INTERRUPT_ACK => self.interrupt_status.set(self.interrupt_status.get() & !value),
+            offset::INTERRUPT_ACK => {
+                self.interrupt_status.set(self.interrupt_status.get() & !value)
+            }
             offset::STATUS => self.write_status(value),
-            offset::QUEUE_DESC_LOW => self.configure_queue(|queue| set_low(&mut queue.desc_table, value)),
-            offset::QUEUE_DESC_HIGH => self.configure_queue(|queue| set_high(&mut queue.desc_table, value)),
-            offset::QUEUE_DRIVER_LOW => self.configure_queue(|queue| set_low(&mut queue.avail_ring, value)),
-            offset::QUEUE_DRIVER_HIGH => self.configure_queue(|queue| set_high(&mut queue.avail_ring, value)),
-            offset::QUEUE_DEVICE_LOW => self.configure_queue(|queue| set_low(&mut queue.used_ring, value)),
-            offset::QUEUE_DEVICE_HIGH => self.configure_queue(|queue| set_high(&mut queue.used_ring, value)),
+            offset::QUEUE_DESC_LOW => {
+                self.configure_queue(|queue| set_low(&mut queue.desc_table, value))
+            }
+            offset::QUEUE_DESC_HIGH => {
+                self.configure_queue(|queue| set_high(&mut queue.desc_table, value))
+            }
+            offset::QUEUE_DRIVER_LOW => {
+                self.configure_queue(|queue| set_low(&mut queue.avail_ring, value))
+            }
+            offset::QUEUE_DRIVER_HIGH => {
+                self.configure_queue(|queue| set_high(&mut queue.avail_ring, value))
+            }
+            offset::QUEUE_DEVICE_LOW => {
+                self.configure_queue(|queue| set_low(&mut queue.used_ring, value))
+            }
+            offset::QUEUE_DEVICE_HIGH => {
+                self.configure_queue(|queue| set_high(&mut queue.used_ring, value))
+            }
             // There are no shared memory regions to select.
             offset::SHM_SEL => {}
             offset::MAGIC_VALUE
@@ -354,12 +369,16 @@ impl VirtioBlkDevice {
     }
 
     fn read_config(&self, offset: u64, size: u8) -> Result<u64, MmioError> {
-        if !matches!(size, 1 | 2 | 4 | 8) || offset % u64::from(size) != 0 {
-            return Err(MmioError::BadAccess("virtio-blk: configuration access not naturally aligned"));
+        if !matches!(size, 1 | 2 | 4 | 8) || !offset.is_multiple_of(u64::from(size)) {
+            return Err(MmioError::BadAccess(
+                "virtio-blk: configuration access not naturally aligned",
+            ));
         }
         let end = offset + u64::from(size);
         if end > CONFIG_BYTES as u64 {
-            return Err(MmioError::BadAccess("virtio-blk: past the end of the configuration space"));
+            return Err(MmioError::BadAccess(
+                "virtio-blk: past the end of the configuration space",
+            ));
         }
         Ok(le_u64(&self.config[offset as usize..end as usize]))
     }
@@ -370,12 +389,17 @@ impl VirtioBlkDevice {
 
     fn write_driver_features(&mut self, value: u32) {
         // Between DRIVER and FEATURES_OK (3.1.1 steps 4-5).
-        if !self.status.is_set(DEVICE_STATUS::DRIVER) || self.status.is_set(DEVICE_STATUS::FEATURES_OK) {
+        if !self.status.is_set(DEVICE_STATUS::DRIVER)
+            || self.status.is_set(DEVICE_STATUS::FEATURES_OK)
+        {
             log::debug!("virtio-blk: DriverFeatures written outside feature negotiation; ignored");
             return;
         }
         match self.driver_features_sel {
-            0 => self.driver_features = (self.driver_features & !u64::from(u32::MAX)) | u64::from(value),
+            0 => {
+                self.driver_features =
+                    (self.driver_features & !u64::from(u32::MAX)) | u64::from(value)
+            }
             1 => {
                 self.driver_features =
                     (self.driver_features & u64::from(u32::MAX)) | (u64::from(value) << WORD_BITS)
@@ -400,7 +424,9 @@ impl VirtioBlkDevice {
         }
         let held = self.status.get() & driver_status_mask();
         if value & held != held {
-            log::debug!("virtio-blk: status write {value:#x} would clear bits of {held:#x}; ignored");
+            log::debug!(
+                "virtio-blk: status write {value:#x} would clear bits of {held:#x}; ignored"
+            );
             return;
         }
         let requested = LocalRegisterCopy::<u32, DEVICE_STATUS::Register>::new(value);
@@ -452,7 +478,11 @@ impl VirtioBlkDevice {
         if open {
             update(&mut self.queue);
         } else {
-            log::debug!("virtio-blk: queue {} configured in status {:#x}; ignored", self.queue_sel, status.get());
+            log::debug!(
+                "virtio-blk: queue {} configured in status {:#x}; ignored",
+                self.queue_sel,
+                status.get()
+            );
         }
     }
 
@@ -467,13 +497,18 @@ impl VirtioBlkDevice {
                     self.fail(error.into());
                 }
             }
-            _ => log::debug!("virtio-blk: QueueReady {value:#x} for queue {}; ignored", self.queue_sel),
+            _ => log::debug!(
+                "virtio-blk: QueueReady {value:#x} for queue {}; ignored",
+                self.queue_sel
+            ),
         }
     }
 
     fn queue_live(&self) -> bool {
         self.status.is_set(DEVICE_STATUS::DRIVER_OK)
-            && !self.status.matches_any(&[DEVICE_STATUS::FAILED::SET, DEVICE_STATUS::DEVICE_NEEDS_RESET::SET])
+            && !self
+                .status
+                .matches_any(&[DEVICE_STATUS::FAILED::SET, DEVICE_STATUS::DEVICE_NEEDS_RESET::SET])
             && self.queue.ready
     }
 
@@ -566,8 +601,10 @@ impl VirtioBlkDevice {
 
 /// Control registers take only aligned 32-bit accesses (4.2.2.2).
 fn check_register_access(offset: u64, size: u8) -> Result<(), MmioError> {
-    if size != REGISTER_BYTES || offset % u64::from(REGISTER_BYTES) != 0 {
-        return Err(MmioError::BadAccess("virtio-mmio: registers take aligned 32-bit accesses only"));
+    if size != REGISTER_BYTES || !offset.is_multiple_of(u64::from(REGISTER_BYTES)) {
+        return Err(MmioError::BadAccess(
+            "virtio-mmio: registers take aligned 32-bit accesses only",
+        ));
     }
     Ok(())
 }

@@ -334,7 +334,12 @@ impl SplitQueue {
                 AVAIL_RING_ALIGN,
                 RING_OVERHEAD + AVAIL_ELEM_SIZE * size,
             ),
-            (RingPart::UsedRing, self.used_ring, USED_RING_ALIGN, RING_OVERHEAD + USED_ELEM_SIZE * size),
+            (
+                RingPart::UsedRing,
+                self.used_ring,
+                USED_RING_ALIGN,
+                RING_OVERHEAD + USED_ELEM_SIZE * size,
+            ),
         ];
         for (part, addr, align, bytes) in parts {
             let addr = GuestPhysAddr::new(addr);
@@ -382,7 +387,8 @@ impl SplitQueue {
         if !self.ready {
             return Ok(0);
         }
-        let published = Self::read_u16(mem, RingPart::AvailableRing, self.avail_ring + avail_offset::IDX)?;
+        let published =
+            Self::read_u16(mem, RingPart::AvailableRing, self.avail_ring + avail_offset::IDX)?;
         let count = published.wrapping_sub(self.next_avail);
         if count > self.size {
             return Err(QueueError::AvailIdxJump { seen: self.next_avail, published });
@@ -394,7 +400,8 @@ impl SplitQueue {
 
     /// Takes the next available head. Only call it as many times as [`Self::pending`] allowed.
     pub fn pop_head(&mut self, mem: &dyn GuestMemory) -> Result<u16, QueueError> {
-        let entry = self.avail_ring + avail_offset::RING + AVAIL_ELEM_SIZE * self.slot(self.next_avail);
+        let entry =
+            self.avail_ring + avail_offset::RING + AVAIL_ELEM_SIZE * self.slot(self.next_avail);
         let head = Self::read_u16(mem, RingPart::AvailableRing, entry)?;
         if head >= self.size {
             return Err(QueueError::HeadOutOfRange { head, size: self.size });
@@ -414,9 +421,9 @@ impl SplitQueue {
         match table {
             Table::Direct => {
                 // In range: `index` < size and the table was checked not to wrap.
-                mem.read(GuestPhysAddr::new(self.desc_table + offset), &mut bytes).map_err(|error| {
-                    QueueError::Memory { part: RingPart::DescriptorTable, error }
-                })?;
+                mem.read(GuestPhysAddr::new(self.desc_table + offset), &mut bytes).map_err(
+                    |error| QueueError::Memory { part: RingPart::DescriptorTable, error },
+                )?;
             }
             Table::Indirect(base) => {
                 let addr = base.checked_add(offset).ok_or(ChainError::IndirectUnreadable(
@@ -463,7 +470,7 @@ impl SplitQueue {
                 if desc.has(VIRTQ_DESC_F::NEXT) {
                     return Err(ChainError::IndirectWithNext.into());
                 }
-                if desc.len == 0 || u64::from(desc.len) % DESC_SIZE != 0 {
+                if desc.len == 0 || !u64::from(desc.len).is_multiple_of(DESC_SIZE) {
                     return Err(ChainError::IndirectBadLength { len: desc.len }.into());
                 }
                 // The WRITE flag of this descriptor means nothing (2.7.5.3.2).
@@ -499,7 +506,12 @@ impl SplitQueue {
 
     /// Writes the used element for chain `head` with `len` bytes written into its writable part,
     /// without publishing it yet.
-    pub fn push_used(&mut self, mem: &mut dyn GuestMemory, head: u16, len: u32) -> Result<(), QueueError> {
+    pub fn push_used(
+        &mut self,
+        mem: &mut dyn GuestMemory,
+        head: u16,
+        len: u32,
+    ) -> Result<(), QueueError> {
         let entry = self.used_ring + used_offset::RING + USED_ELEM_SIZE * self.slot(self.next_used);
         let mut elem = [0u8; USED_ELEM_SIZE as usize];
         elem[..4].copy_from_slice(&u32::from(head).to_le_bytes());
@@ -519,7 +531,8 @@ impl SplitQueue {
         // The index before the flags read: a driver that clears NO_INTERRUPT and then checks
         // the used index must not miss both this update and its interrupt (2.7.7).
         mem.barrier();
-        let flags = Self::read_u16(mem, RingPart::AvailableRing, self.avail_ring + avail_offset::FLAGS)?;
+        let flags =
+            Self::read_u16(mem, RingPart::AvailableRing, self.avail_ring + avail_offset::FLAGS)?;
         Ok(!VIRTQ_AVAIL_F::NO_INTERRUPT.is_set(flags))
     }
 }
@@ -552,14 +565,22 @@ impl<'a> ChainCursor<'a> {
             let len = want.min(left as usize);
             let start = segment.addr.checked_add(u64::from(self.offset));
             self.offset += len as u32;
-            return Some(start.ok_or(GuestMemoryError::OutsideRam { addr: segment.addr, len: len as u64 }).map(|a| (a, len)));
+            return Some(
+                start
+                    .ok_or(GuestMemoryError::OutsideRam { addr: segment.addr, len: len as u64 })
+                    .map(|a| (a, len)),
+            );
         }
         None
     }
 
     /// Fills `buf` from the cursor onwards; returns how many bytes it read, fewer than
     /// `buf.len()` only at the end of the chain.
-    pub fn read(&mut self, mem: &dyn GuestMemory, buf: &mut [u8]) -> Result<usize, GuestMemoryError> {
+    pub fn read(
+        &mut self,
+        mem: &dyn GuestMemory,
+        buf: &mut [u8],
+    ) -> Result<usize, GuestMemoryError> {
         let mut done = 0;
         while done < buf.len() {
             let Some(run) = self.take(buf.len() - done) else { break };
@@ -572,7 +593,11 @@ impl<'a> ChainCursor<'a> {
 
     /// Stores `data` from the cursor onwards; returns how many bytes it wrote, fewer than
     /// `data.len()` only at the end of the chain.
-    pub fn write(&mut self, mem: &mut dyn GuestMemory, data: &[u8]) -> Result<usize, GuestMemoryError> {
+    pub fn write(
+        &mut self,
+        mem: &mut dyn GuestMemory,
+        data: &[u8],
+    ) -> Result<usize, GuestMemoryError> {
         let mut done = 0;
         while done < data.len() {
             let Some(run) = self.take(data.len() - done) else { break };

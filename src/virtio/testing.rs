@@ -74,14 +74,23 @@ pub struct TestRam {
 
 impl TestRam {
     pub fn new(size: usize) -> Self {
-        Self { bytes: vec![0; size], ops: Cell::new(0), log: RefCell::new(None), next_free: RAM_BASE }
+        Self {
+            bytes: vec![0; size],
+            ops: Cell::new(0),
+            log: RefCell::new(None),
+            next_free: RAM_BASE,
+        }
     }
 
     pub fn end(&self) -> u64 {
         RAM_BASE + self.bytes.len() as u64
     }
 
-    fn range(&self, addr: GuestPhysAddr, len: usize) -> Result<core::ops::Range<usize>, GuestMemoryError> {
+    fn range(
+        &self,
+        addr: GuestPhysAddr,
+        len: usize,
+    ) -> Result<core::ops::Range<usize>, GuestMemoryError> {
         let refuse = GuestMemoryError::OutsideRam { addr, len: len as u64 };
         let start = addr.as_u64().checked_sub(RAM_BASE).ok_or(refuse)?;
         let end = start.checked_add(len as u64).ok_or(refuse)?;
@@ -169,7 +178,8 @@ pub struct MemDisk(pub Arc<Mutex<DiskState>>);
 impl MemDisk {
     /// `sectors` sectors, sector `n` filled with byte `n as u8 ^ offset-in-sector as u8`.
     pub fn new(sectors: u64, read_only: bool) -> Self {
-        let data = (0..sectors * SECTOR_SIZE).map(|i| ((i / SECTOR_SIZE) as u8) ^ (i as u8)).collect();
+        let data =
+            (0..sectors * SECTOR_SIZE).map(|i| ((i / SECTOR_SIZE) as u8) ^ (i as u8)).collect();
         let mut id = [0u8; ID_BYTES];
         id[..12].copy_from_slice(b"bulkhead-vd0");
         Self(Arc::new(Mutex::new(DiskState {
@@ -304,7 +314,11 @@ impl Driver {
     /// (checked), queue setup, DRIVER_OK.
     pub fn init(&self, dev: &mut VirtioBlkDevice, ram: &mut TestRam, features: u64) {
         self.negotiate(dev, ram, features);
-        assert_eq!(rd(dev, offset::STATUS) & FEATURES_OK, FEATURES_OK, "features {features:#x} refused");
+        assert_eq!(
+            rd(dev, offset::STATUS) & FEATURES_OK,
+            FEATURES_OK,
+            "features {features:#x} refused"
+        );
         self.setup_queue(dev, ram);
         wr(dev, ram, offset::STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
     }
@@ -338,7 +352,15 @@ impl Driver {
         wr(dev, ram, offset::QUEUE_READY, 1);
     }
 
-    pub fn write_desc(&self, ram: &mut TestRam, index: u16, addr: u64, len: u32, flags: u16, next: u16) {
+    pub fn write_desc(
+        &self,
+        ram: &mut TestRam,
+        index: u16,
+        addr: u64,
+        len: u32,
+        flags: u16,
+        next: u16,
+    ) {
         write_desc_at(ram, self.desc + 16 * u64::from(index), addr, len, flags, next);
     }
 
@@ -410,7 +432,14 @@ pub fn write_table(ram: &mut TestRam, table: u64, bufs: &[Buf]) {
     for (i, buf) in bufs.iter().enumerate() {
         let last = i + 1 == bufs.len();
         let flags = if buf.write { DESC_WRITE } else { 0 } | if last { 0 } else { DESC_NEXT };
-        write_desc_at(ram, table + 16 * i as u64, buf.addr, buf.len, flags, if last { 0 } else { i as u16 + 1 });
+        write_desc_at(
+            ram,
+            table + 16 * i as u64,
+            buf.addr,
+            buf.len,
+            flags,
+            if last { 0 } else { i as u16 + 1 },
+        );
     }
 }
 
@@ -440,7 +469,13 @@ impl Request {
         let data = ram.alloc(u64::from(data_len), 512);
         let status = ram.alloc(1, 1);
         ram.put(status, &[STATUS_UNTOUCHED]);
-        Self { header: header_addr, data, data_len, status, data_writable: matches!(request_type, T_IN | T_GET_ID) }
+        Self {
+            header: header_addr,
+            data,
+            data_len,
+            status,
+            data_writable: matches!(request_type, T_IN | T_GET_ID),
+        }
     }
 
     /// Header, data (if any), status, as separate buffers.
@@ -460,7 +495,12 @@ impl Request {
 
 /// A device over a fresh disk of `sectors` sectors, the disk, 1 MiB of RAM, and a driver with a
 /// queue of `size`, initialised with `features`.
-pub fn setup(sectors: u64, read_only: bool, size: u16, features: u64) -> (VirtioBlkDevice, MemDisk, TestRam, Driver) {
+pub fn setup(
+    sectors: u64,
+    read_only: bool,
+    size: u16,
+    features: u64,
+) -> (VirtioBlkDevice, MemDisk, TestRam, Driver) {
     let disk = MemDisk::new(sectors, read_only);
     let mut dev = VirtioBlkDevice::new(Box::new(disk.clone()));
     let mut ram = TestRam::new(1 << 20);
@@ -470,10 +510,16 @@ pub fn setup(sectors: u64, read_only: bool, size: u16, features: u64) -> (Virtio
 }
 
 /// What Linux accepts from this device.
-pub const LINUX_FEATURES: u64 = F_VERSION_1 | F_INDIRECT_DESC | F_SIZE_MAX | F_SEG_MAX | F_BLK_SIZE | F_FLUSH;
+pub const LINUX_FEATURES: u64 =
+    F_VERSION_1 | F_INDIRECT_DESC | F_SIZE_MAX | F_SEG_MAX | F_BLK_SIZE | F_FLUSH;
 
 /// Submits `request` as a direct chain and notifies; returns its head.
-pub fn submit(dev: &mut VirtioBlkDevice, ram: &mut TestRam, driver: &mut Driver, request: &Request) -> u16 {
+pub fn submit(
+    dev: &mut VirtioBlkDevice,
+    ram: &mut TestRam,
+    driver: &mut Driver,
+    request: &Request,
+) -> u16 {
     let bufs = request.bufs();
     let head = driver.add_chain(ram, &bufs);
     driver.publish(ram, head);

@@ -157,7 +157,10 @@ fn config_space_bad_accesses() {
     assert!(bad(dev.read(u64::MAX - 3, 4)), "far away");
     assert!(dev.read(config + 0x5c, 4).is_ok());
     assert!(matches!(dev.write(config, 4, 0, &mut ram), Err(MmioError::BadAccess(_))), "read-only");
-    assert!(matches!(dev.write(config + 0x20, 1, 1, &mut ram), Err(MmioError::BadAccess(_))), "writeback");
+    assert!(
+        matches!(dev.write(config + 0x20, 1, 1, &mut ram), Err(MmioError::BadAccess(_))),
+        "writeback"
+    );
     assert_eq!(dev.read(config, 4), Ok(8));
 }
 
@@ -177,10 +180,15 @@ fn control_registers_are_aligned_words() {
 #[test]
 fn register_directions() {
     let (mut dev, mut ram) = fresh(8, false);
-    for write_only in [0x014, 0x020, 0x024, 0x030, 0x038, 0x050, 0x064, 0x080, 0x084, 0x090, 0x094, 0x0a0, 0x0a4, 0x0ac] {
+    for write_only in [
+        0x014, 0x020, 0x024, 0x030, 0x038, 0x050, 0x064, 0x080, 0x084, 0x090, 0x094, 0x0a0, 0x0a4,
+        0x0ac,
+    ] {
         assert!(bad(dev.read(write_only, 4)), "load from write-only {write_only:#x}");
     }
-    for read_only in [0x000, 0x004, 0x008, 0x00c, 0x010, 0x034, 0x060, 0x0b0, 0x0b4, 0x0b8, 0x0bc, 0x0fc] {
+    for read_only in
+        [0x000, 0x004, 0x008, 0x00c, 0x010, 0x034, 0x060, 0x0b0, 0x0b4, 0x0b8, 0x0bc, 0x0fc]
+    {
         assert!(
             matches!(dev.write(read_only, 4, 0, &mut ram), Err(MmioError::BadAccess(_))),
             "store to read-only {read_only:#x}"
@@ -197,7 +205,10 @@ fn unknown_and_legacy_offsets_refused() {
     // (0x0c0) without VIRTIO_F_RING_RESET.
     for off in [0x018, 0x028, 0x03c, 0x040, 0x048, 0x054, 0x068, 0x074, 0x0a8, 0x0c0, 0x0f8] {
         assert!(bad(dev.read(off, 4)), "load {off:#x}");
-        assert!(matches!(dev.write(off, 4, 0, &mut ram), Err(MmioError::BadAccess(_))), "store {off:#x}");
+        assert!(
+            matches!(dev.write(off, 4, 0, &mut ram), Err(MmioError::BadAccess(_))),
+            "store {off:#x}"
+        );
     }
 }
 
@@ -407,8 +418,7 @@ fn queue_configuration_only_between_features_ok_and_driver_ok() {
     // Before FEATURES_OK.
     wr(&mut dev, &mut ram, offset::STATUS, ACKNOWLEDGE);
     wr(&mut dev, &mut ram, offset::STATUS, ACKNOWLEDGE | DRIVER);
-    wr(&mut dev, &mut ram, offset::QUEUE_NUM, 8);
-    wr(&mut dev, &mut ram, offset::QUEUE_READY, 1);
+    driver.setup_queue(&mut dev, &mut ram);
     assert_eq!(rd(&mut dev, offset::QUEUE_READY), 0);
     // After DRIVER_OK.
     let (mut dev, _disk, mut ram, _) = setup(8, false, 8, LINUX_FEATURES);
@@ -416,7 +426,6 @@ fn queue_configuration_only_between_features_ok_and_driver_ok() {
     assert_eq!(rd(&mut dev, offset::QUEUE_READY), 0, "disabling is always allowed");
     wr(&mut dev, &mut ram, offset::QUEUE_READY, 1);
     assert_eq!(rd(&mut dev, offset::QUEUE_READY), 0, "but not re-enabling after DRIVER_OK");
-    drop(driver);
 }
 
 #[test]
@@ -471,7 +480,10 @@ fn queue_ready_rejects_misaligned_or_wrapping_rings() {
         assert_eq!(rd(&mut dev, offset::QUEUE_READY), 0);
         assert_eq!(
             dev.last_error(),
-            Some(VirtioError::Queue(QueueError::Misaligned { part, addr: GuestPhysAddr::new(addr) }))
+            Some(VirtioError::Queue(QueueError::Misaligned {
+                part,
+                addr: GuestPhysAddr::new(addr)
+            }))
         );
     }
     let (mut dev, mut ram) = fresh(8, false);
@@ -481,7 +493,10 @@ fn queue_ready_rejects_misaligned_or_wrapping_rings() {
     wr(&mut dev, &mut ram, 0x080, 0xffff_fff0);
     wr(&mut dev, &mut ram, 0x084, u32::MAX);
     wr(&mut dev, &mut ram, offset::QUEUE_READY, 1);
-    assert_eq!(dev.last_error(), Some(VirtioError::Queue(QueueError::Wraps { part: RingPart::DescriptorTable })));
+    assert_eq!(
+        dev.last_error(),
+        Some(VirtioError::Queue(QueueError::Wraps { part: RingPart::DescriptorTable }))
+    );
 }
 
 // ---- Requests (5.2.6) ----
@@ -497,7 +512,10 @@ fn read_request() {
     }
     assert_eq!(driver.used_idx(&ram), 1);
     assert_eq!(driver.used_elem(&ram, 0), (u32::from(head), 4 * 512 + 1), "len: data and status");
-    assert_eq!(dev.stats(), BlkStats { requests: 1, read_bytes: 2048, written_bytes: 0, errors: 0 });
+    assert_eq!(
+        dev.stats(),
+        BlkStats { requests: 1, read_bytes: 2048, written_bytes: 0, errors: 0 }
+    );
 }
 
 #[test]
@@ -512,7 +530,10 @@ fn write_request() {
     assert_eq!(disk.sector(6), pattern[512..]);
     assert_eq!(disk.sector(7), MemDisk::new(16, false).sector(7), "nothing else changed");
     assert_eq!(driver.used_elem(&ram, 0), (u32::from(head), 1), "len: the status byte only");
-    assert_eq!(dev.stats(), BlkStats { requests: 1, read_bytes: 0, written_bytes: 1024, errors: 0 });
+    assert_eq!(
+        dev.stats(),
+        BlkStats { requests: 1, read_bytes: 0, written_bytes: 1024, errors: 0 }
+    );
     assert_eq!(disk.state().flushes, 0, "FLUSH negotiated: writes may stay volatile");
 }
 
@@ -536,7 +557,8 @@ fn large_request_crosses_bounce_buffer_pieces() {
     let hdr = ram.alloc(16, 16);
     ram.put(hdr, &header(T_IN, 10));
     let lens = [512u32 * 3, 512 * 150, 512 * 200, 512 * 47];
-    let bufs: Vec<Buf> = lens.iter().map(|&len| Buf::w(ram.alloc(u64::from(len), 8), len)).collect();
+    let bufs: Vec<Buf> =
+        lens.iter().map(|&len| Buf::w(ram.alloc(u64::from(len), 8), len)).collect();
     let status = ram.alloc(1, 1);
     let mut chain = vec![Buf::r(hdr, 16)];
     chain.extend(&bufs);
@@ -593,7 +615,10 @@ fn get_id_needs_twenty_bytes() {
         let request = Request::new(&mut ram, T_GET_ID, 0, len);
         submit(&mut dev, &mut ram, &mut driver, &request);
         assert_eq!(request.status(&ram), S_IOERR, "{len} bytes");
-        assert_eq!(dev.last_error(), Some(VirtioError::Request(RequestError::BadIdLength { len: u64::from(len) })));
+        assert_eq!(
+            dev.last_error(),
+            Some(VirtioError::Request(RequestError::BadIdLength { len: u64::from(len) }))
+        );
     }
 }
 
@@ -634,7 +659,15 @@ fn read_only_disk_refuses_writes() {
 
 #[test]
 fn sectors_beyond_capacity() {
-    let cases = [(T_IN, 8u64, 512u32), (T_IN, 7, 1024), (T_OUT, 8, 512), (T_OUT, 5, 2048), (T_IN, u64::MAX, 512), (T_OUT, u64::MAX - 1, 1024), (T_IN, 9, 0)];
+    let cases = [
+        (T_IN, 8u64, 512u32),
+        (T_IN, 7, 1024),
+        (T_OUT, 8, 512),
+        (T_OUT, 5, 2048),
+        (T_IN, u64::MAX, 512),
+        (T_OUT, u64::MAX - 1, 1024),
+        (T_IN, 9, 0),
+    ];
     for (request_type, sector, len) in cases {
         let (mut dev, disk, mut ram, mut driver) = setup(8, false, 8, LINUX_FEATURES);
         let request = Request::new(&mut ram, request_type, sector, len);
@@ -642,7 +675,10 @@ fn sectors_beyond_capacity() {
         assert_eq!(request.status(&ram), S_IOERR, "type {request_type} at {sector}, {len} bytes");
         assert_eq!(
             dev.last_error(),
-            Some(VirtioError::Request(RequestError::BeyondCapacity { sector, sectors: u64::from(len) / 512 }))
+            Some(VirtioError::Request(RequestError::BeyondCapacity {
+                sector,
+                sectors: u64::from(len) / 512
+            }))
         );
         let state = disk.state();
         assert_eq!((state.reads, state.writes), (0, 0));
@@ -680,12 +716,20 @@ fn oversized_requests_refused_before_touching_memory() {
     let request = Request::new(&mut ram, T_IN, 0, 0);
     let too_much = MAX_REQUEST_BYTES + 512;
     let half = (too_much / 2) as u32;
-    let chain = [Buf::r(request.header, 16), Buf::w(RAM_BASE, half), Buf::w(RAM_BASE, half), Buf::w(request.status, 1)];
+    let chain = [
+        Buf::r(request.header, 16),
+        Buf::w(RAM_BASE, half),
+        Buf::w(RAM_BASE, half),
+        Buf::w(request.status, 1),
+    ];
     let head = driver.add_chain(&mut ram, &chain);
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
     assert_eq!(request.status(&ram), S_IOERR);
-    assert_eq!(dev.last_error(), Some(VirtioError::Request(RequestError::TooLarge { len: u64::from(half) * 2 })));
+    assert_eq!(
+        dev.last_error(),
+        Some(VirtioError::Request(RequestError::TooLarge { len: u64::from(half) * 2 }))
+    );
     assert_eq!(disk.state().reads, 0);
     assert_eq!(driver.used_elem(&ram, 0), (u32::from(head), 0), "nothing written from the start");
 }
@@ -710,7 +754,13 @@ fn framing_is_independent_of_buffer_boundaries() {
     let hdr = ram.alloc(16, 16);
     ram.put(hdr, &header(T_IN, 2));
     let data_and_status = ram.alloc(1025, 8);
-    let chain = [Buf::r(hdr, 3), Buf::r(hdr + 3, 0), Buf::r(hdr + 3, 10), Buf::r(hdr + 13, 3), Buf::w(data_and_status, 1025)];
+    let chain = [
+        Buf::r(hdr, 3),
+        Buf::r(hdr + 3, 0),
+        Buf::r(hdr + 3, 10),
+        Buf::r(hdr + 13, 3),
+        Buf::w(data_and_status, 1025),
+    ];
     let head = driver.add_chain(&mut ram, &chain);
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
@@ -723,7 +773,8 @@ fn framing_is_independent_of_buffer_boundaries() {
     ram.put(buf, &header(T_OUT, 6));
     ram.put(buf + 16, &[0x5a; 512]);
     let status = ram.alloc(1, 1);
-    let head = driver.add_chain(&mut ram, &[Buf::r(buf, 528), Buf::w(status, 1), Buf::w(status, 0)]);
+    let head =
+        driver.add_chain(&mut ram, &[Buf::r(buf, 528), Buf::w(status, 1), Buf::w(status, 0)]);
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
     assert_eq!(ram.get(status, 1), [S_OK]);
@@ -740,19 +791,28 @@ fn header_too_short_or_unreadable() {
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
     assert_eq!(ram.get(status, 1), [S_IOERR]);
-    assert_eq!(dev.last_error(), Some(VirtioError::Request(RequestError::HeaderTooShort { len: 15 })));
+    assert_eq!(
+        dev.last_error(),
+        Some(VirtioError::Request(RequestError::HeaderTooShort { len: 15 }))
+    );
     // No readable part at all.
     let head = driver.add_chain(&mut ram, &[Buf::w(status, 1)]);
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
-    assert_eq!(dev.last_error(), Some(VirtioError::Request(RequestError::HeaderTooShort { len: 0 })));
+    assert_eq!(
+        dev.last_error(),
+        Some(VirtioError::Request(RequestError::HeaderTooShort { len: 0 }))
+    );
     // A header outside RAM.
     ram.put(status, &[STATUS_UNTOUCHED]);
     let head = driver.add_chain(&mut ram, &[Buf::r(0x1000, 16), Buf::w(status, 1)]);
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
     assert_eq!(ram.get(status, 1), [S_IOERR]);
-    assert!(matches!(dev.last_error(), Some(VirtioError::Request(RequestError::HeaderUnreadable(_)))));
+    assert!(matches!(
+        dev.last_error(),
+        Some(VirtioError::Request(RequestError::HeaderUnreadable(_)))
+    ));
     assert_eq!(driver.used_idx(&ram), 3);
 }
 
@@ -766,7 +826,10 @@ fn data_in_the_wrong_direction() {
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
     assert_eq!(request.status(&ram), S_IOERR);
-    assert_eq!(dev.last_error(), Some(VirtioError::Request(RequestError::UnexpectedData { len: 512 })));
+    assert_eq!(
+        dev.last_error(),
+        Some(VirtioError::Request(RequestError::UnexpectedData { len: 512 }))
+    );
     // A write with device-writable data before the status.
     let request = Request::new(&mut ram, T_OUT, 0, 512);
     let chain = [Buf::r(request.header, 16), Buf::w(request.data, 512), Buf::w(request.status, 1)];
@@ -781,7 +844,10 @@ fn data_in_the_wrong_direction() {
 fn no_writable_status_byte() {
     let (mut dev, _disk, mut ram, mut driver) = setup(8, false, 8, LINUX_FEATURES);
     let request = Request::new(&mut ram, T_FLUSH, 0, 0);
-    for chain in [vec![Buf::r(request.header, 16)], vec![Buf::r(request.header, 16), Buf::w(request.status, 0)]] {
+    for chain in [
+        vec![Buf::r(request.header, 16)],
+        vec![Buf::r(request.header, 16), Buf::w(request.status, 0)],
+    ] {
         let head = driver.add_chain(&mut ram, &chain);
         driver.publish(&mut ram, head);
         driver.notify(&mut dev, &mut ram);
@@ -813,7 +879,11 @@ fn data_outside_ram_is_an_io_error() {
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
     assert_eq!(request.status(&ram), S_IOERR);
-    assert_eq!(status(&mut dev) & DEVICE_NEEDS_RESET, 0, "one bad request does not break the queue");
+    assert_eq!(
+        status(&mut dev) & DEVICE_NEEDS_RESET,
+        0,
+        "one bad request does not break the queue"
+    );
 }
 
 #[test]
@@ -825,7 +895,10 @@ fn status_outside_ram_returns_len_zero() {
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
     assert_eq!(driver.used_elem(&ram, 0), (u32::from(head), 0));
-    assert!(matches!(dev.last_error(), Some(VirtioError::Request(RequestError::StatusUnwritable(_)))));
+    assert!(matches!(
+        dev.last_error(),
+        Some(VirtioError::Request(RequestError::StatusUnwritable(_)))
+    ));
     assert_eq!(disk.state().reads, 1, "the read happened; only its status could not be reported");
 }
 
@@ -845,7 +918,8 @@ fn backend_failure_is_an_io_error() {
 #[test]
 fn many_requests_in_one_notification() {
     let (mut dev, disk, mut ram, mut driver) = setup(64, false, 16, LINUX_FEATURES);
-    let requests: Vec<Request> = (0..5).map(|i| Request::new(&mut ram, T_IN, 10 * i, 512)).collect();
+    let requests: Vec<Request> =
+        (0..5).map(|i| Request::new(&mut ram, T_IN, 10 * i, 512)).collect();
     let heads: Vec<u16> = requests
         .iter()
         .map(|request| {
@@ -881,7 +955,10 @@ fn ring_indices_wrap_at_sixteen_bits() {
         let idx = driver.used_idx(&ram);
         assert_eq!(idx, driver.avail_idx, "round {round}");
         for (k, head) in heads.iter().enumerate() {
-            assert_eq!(driver.used_elem(&ram, idx.wrapping_sub(3 - k as u16)), (u32::from(*head), 1));
+            assert_eq!(
+                driver.used_elem(&ram, idx.wrapping_sub(3 - k as u16)),
+                (u32::from(*head), 1)
+            );
         }
     }
     assert_eq!(dev.last_error(), None);
@@ -939,14 +1016,23 @@ fn indirect_table_longer_than_the_queue() {
     assert_eq!(driver.used_elem(&ram, 0), (u32::from(head), 0));
     // Four buffers fit.
     let request = Request::new(&mut ram, T_IN, 0, 1024);
-    let bufs = [Buf::r(request.header, 16), Buf::w(request.data, 512), Buf::w(request.data + 512, 512), Buf::w(request.status, 1)];
+    let bufs = [
+        Buf::r(request.header, 16),
+        Buf::w(request.data, 512),
+        Buf::w(request.data + 512, 512),
+        Buf::w(request.status, 1),
+    ];
     let head = driver.add_indirect(&mut ram, &bufs);
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
     assert_eq!(request.status(&ram), S_OK);
 }
 
-fn indirect_case(table_len: u32, entries: &[(u64, u32, u16, u16)], direct_flags: u16) -> (VirtioBlkDevice, TestRam, Driver, u16) {
+fn indirect_case(
+    table_len: u32,
+    entries: &[(u64, u32, u16, u16)],
+    direct_flags: u16,
+) -> (VirtioBlkDevice, TestRam, Driver, u16) {
     let (mut dev, _disk, mut ram, mut driver) = setup(16, false, 8, LINUX_FEATURES);
     let table = ram.alloc(16 * entries.len().max(1) as u64, 16);
     for (i, &(addr, len, flags, next)) in entries.iter().enumerate() {
@@ -963,20 +1049,41 @@ fn malformed_indirect_tables() {
     let status = RAM_BASE + 0x8_0000;
     let hdr = RAM_BASE + 0x8_1000;
     let ok_entries = [(hdr, 16, DESC_NEXT, 1), (status, 1, DESC_WRITE, 0)];
-    let cases: [(u32, Vec<(u64, u32, u16, u16)>, u16, ChainError); 6] = [
+    // (table length, table entries as (addr, len, flags, next), flags of the direct descriptor)
+    type Case = (u32, Vec<(u64, u32, u16, u16)>, u16, ChainError);
+    let cases: [Case; 6] = [
         (32, ok_entries.to_vec(), DESC_NEXT, ChainError::IndirectWithNext),
         (0, ok_entries.to_vec(), 0, ChainError::IndirectBadLength { len: 0 }),
         (24, ok_entries.to_vec(), 0, ChainError::IndirectBadLength { len: 24 }),
-        (32, vec![(hdr, 16, DESC_NEXT, 1), (hdr, 32, DESC_INDIRECT, 0)], 0, ChainError::NestedIndirect),
-        (32, vec![(hdr, 16, DESC_NEXT, 1), (status, 1, DESC_WRITE | DESC_NEXT, 2)], 0, ChainError::NextOutOfRange { next: 2, table_len: 2 }),
-        (32, vec![(hdr, 16, DESC_NEXT, 1), (status, 1, DESC_WRITE | DESC_NEXT, 0)], 0, ChainError::Loop),
+        (
+            32,
+            vec![(hdr, 16, DESC_NEXT, 1), (hdr, 32, DESC_INDIRECT, 0)],
+            0,
+            ChainError::NestedIndirect,
+        ),
+        (
+            32,
+            vec![(hdr, 16, DESC_NEXT, 1), (status, 1, DESC_WRITE | DESC_NEXT, 2)],
+            0,
+            ChainError::NextOutOfRange { next: 2, table_len: 2 },
+        ),
+        (
+            32,
+            vec![(hdr, 16, DESC_NEXT, 1), (status, 1, DESC_WRITE | DESC_NEXT, 0)],
+            0,
+            ChainError::Loop,
+        ),
     ];
     for (table_len, entries, direct_flags, expected) in cases {
         let (mut dev, ram, driver, head) = indirect_case(table_len, &entries, direct_flags);
         assert_eq!(dev.last_error(), Some(VirtioError::Chain(expected)));
         assert_eq!(driver.used_idx(&ram), 1, "{expected:?}");
         assert_eq!(driver.used_elem(&ram, 0), (u32::from(head), 0), "{expected:?}");
-        assert_eq!(status_of(&mut dev) & DEVICE_NEEDS_RESET, 0, "only the chain is bad: {expected:?}");
+        assert_eq!(
+            status_of(&mut dev) & DEVICE_NEEDS_RESET,
+            0,
+            "only the chain is bad: {expected:?}"
+        );
     }
 }
 
@@ -992,7 +1099,10 @@ fn indirect_table_outside_ram() {
         driver.write_desc(&mut ram, i % 8, table, 32, DESC_INDIRECT, 0);
         driver.publish(&mut ram, i % 8);
         driver.notify(&mut dev, &mut ram);
-        assert!(matches!(dev.last_error(), Some(VirtioError::Chain(ChainError::IndirectUnreadable(_)))), "{table:#x}");
+        assert!(
+            matches!(dev.last_error(), Some(VirtioError::Chain(ChainError::IndirectUnreadable(_)))),
+            "{table:#x}"
+        );
         assert_eq!(driver.used_elem(&ram, i), (u32::from(i % 8), 0));
     }
     // The queue goes on working.
@@ -1032,7 +1142,10 @@ fn next_index_past_the_table() {
     driver.write_desc(&mut ram, 0, request.header, 16, DESC_NEXT, 8);
     driver.publish(&mut ram, 0);
     driver.notify(&mut dev, &mut ram);
-    assert_eq!(dev.last_error(), Some(VirtioError::Chain(ChainError::NextOutOfRange { next: 8, table_len: 8 })));
+    assert_eq!(
+        dev.last_error(),
+        Some(VirtioError::Chain(ChainError::NextOutOfRange { next: 8, table_len: 8 }))
+    );
     assert_eq!(driver.used_elem(&ram, 0), (0, 0));
 }
 
@@ -1040,7 +1153,12 @@ fn next_index_past_the_table() {
 fn readable_after_writable_is_malformed() {
     let (mut dev, _disk, mut ram, mut driver) = setup(16, false, 8, LINUX_FEATURES);
     let request = Request::new(&mut ram, T_IN, 0, 512);
-    let chain = [Buf::r(request.header, 16), Buf::w(request.data, 512), Buf::r(request.header, 16), Buf::w(request.status, 1)];
+    let chain = [
+        Buf::r(request.header, 16),
+        Buf::w(request.data, 512),
+        Buf::r(request.header, 16),
+        Buf::w(request.status, 1),
+    ];
     let head = driver.add_chain(&mut ram, &chain);
     driver.publish(&mut ram, head);
     driver.notify(&mut dev, &mut ram);
@@ -1112,16 +1230,34 @@ fn used_index_written_after_a_barrier_after_the_elements() {
     driver.notify(&mut dev, &mut ram);
     let log = ram.log.borrow_mut().take().unwrap();
     let is_write_at = |op: &MemOp, at: u64| matches!(op, MemOp::Write { addr, .. } if *addr == at);
-    let used_idx = log.iter().position(|op| is_write_at(op, driver.used + 2)).expect("used->idx written");
-    let last_elem = log.iter().rposition(|op| is_write_at(op, driver.used + 4 + 8)).expect("second element written");
-    let last_status = log.iter().rposition(|op| requests.iter().any(|r| is_write_at(op, r.status))).unwrap();
+    let used_idx =
+        log.iter().position(|op| is_write_at(op, driver.used + 2)).expect("used->idx written");
+    let last_elem = log
+        .iter()
+        .rposition(|op| is_write_at(op, driver.used + 4 + 8))
+        .expect("second element written");
+    let last_status =
+        log.iter().rposition(|op| requests.iter().any(|r| is_write_at(op, r.status))).unwrap();
     assert!(last_elem < used_idx && last_status < used_idx);
-    assert!(log[last_elem..used_idx].contains(&MemOp::Barrier), "barrier between elements and index");
-    assert_eq!(log.iter().filter(|op| is_write_at(op, driver.used + 2)).count(), 1, "published once");
-    let flags_read = log.iter().rposition(|op| matches!(op, MemOp::Read { addr, .. } if *addr == driver.avail)).unwrap();
+    assert!(
+        log[last_elem..used_idx].contains(&MemOp::Barrier),
+        "barrier between elements and index"
+    );
+    assert_eq!(
+        log.iter().filter(|op| is_write_at(op, driver.used + 2)).count(),
+        1,
+        "published once"
+    );
+    let flags_read = log
+        .iter()
+        .rposition(|op| matches!(op, MemOp::Read { addr, .. } if *addr == driver.avail))
+        .unwrap();
     assert!(used_idx < flags_read && log[used_idx..flags_read].contains(&MemOp::Barrier));
     // And after reading avail->idx, a barrier before the entries.
-    let avail_idx = log.iter().position(|op| matches!(op, MemOp::Read { addr, .. } if *addr == driver.avail + 2)).unwrap();
+    let avail_idx = log
+        .iter()
+        .position(|op| matches!(op, MemOp::Read { addr, .. } if *addr == driver.avail + 2))
+        .unwrap();
     assert_eq!(log[avail_idx + 1], MemOp::Barrier);
 }
 
@@ -1248,7 +1384,10 @@ fn used_ring_outside_ram() {
     ram.put_u16(RAM_BASE + 0x1000 + 2, 1);
     wr(&mut dev, &mut ram, offset::QUEUE_NOTIFY, 0);
     assert_needs_reset(&mut dev);
-    assert!(matches!(dev.last_error(), Some(VirtioError::Queue(QueueError::Memory { part: RingPart::UsedRing, .. }))));
+    assert!(matches!(
+        dev.last_error(),
+        Some(VirtioError::Queue(QueueError::Memory { part: RingPart::UsedRing, .. }))
+    ));
 }
 
 #[test]
@@ -1262,7 +1401,10 @@ fn available_index_jumping_ahead() {
     driver.notify(&mut dev, &mut ram);
     assert!(ram.ops.get() - ops < 8, "refused before reading any entry");
     assert_needs_reset(&mut dev);
-    assert_eq!(dev.last_error(), Some(VirtioError::Queue(QueueError::AvailIdxJump { seen: 1, published: 10 })));
+    assert_eq!(
+        dev.last_error(),
+        Some(VirtioError::Queue(QueueError::AvailIdxJump { seen: 1, published: 10 }))
+    );
     assert_eq!(driver.used_idx(&ram), 1);
 }
 
@@ -1274,7 +1416,10 @@ fn available_index_going_backwards() {
     submit(&mut dev, &mut ram, &mut driver, &request);
     ram.put_u16(driver.avail + 2, 1);
     driver.notify(&mut dev, &mut ram);
-    assert_eq!(dev.last_error(), Some(VirtioError::Queue(QueueError::AvailIdxJump { seen: 2, published: 1 })));
+    assert_eq!(
+        dev.last_error(),
+        Some(VirtioError::Queue(QueueError::AvailIdxJump { seen: 2, published: 1 }))
+    );
 }
 
 #[test]
@@ -1305,7 +1450,10 @@ fn head_index_past_the_table() {
     driver.publish(&mut ram, 8);
     driver.notify(&mut dev, &mut ram);
     assert_needs_reset(&mut dev);
-    assert_eq!(dev.last_error(), Some(VirtioError::Queue(QueueError::HeadOutOfRange { head: 8, size: 8 })));
+    assert_eq!(
+        dev.last_error(),
+        Some(VirtioError::Queue(QueueError::HeadOutOfRange { head: 8, size: 8 }))
+    );
     assert_eq!(driver.used_idx(&ram), 1, "the good chain before it was still published");
     assert_eq!(request.status(&ram), S_OK);
 }
@@ -1329,11 +1477,20 @@ fn reset_method_matches_writing_zero() {
 #[test]
 fn stats_count_requests_bytes_and_errors() {
     let (mut dev, _disk, mut ram, mut driver) = setup(8, false, 8, LINUX_FEATURES);
-    for (request_type, sector, len) in [(T_IN, 0u64, 1024u32), (T_OUT, 2, 512), (T_IN, 100, 512), (T_DISCARD, 0, 0), (T_FLUSH, 0, 0)] {
+    for (request_type, sector, len) in [
+        (T_IN, 0u64, 1024u32),
+        (T_OUT, 2, 512),
+        (T_IN, 100, 512),
+        (T_DISCARD, 0, 0),
+        (T_FLUSH, 0, 0),
+    ] {
         let request = Request::new(&mut ram, request_type, sector, len);
         submit(&mut dev, &mut ram, &mut driver, &request);
     }
-    assert_eq!(dev.stats(), BlkStats { requests: 5, read_bytes: 1024, written_bytes: 512, errors: 2 });
+    assert_eq!(
+        dev.stats(),
+        BlkStats { requests: 5, read_bytes: 1024, written_bytes: 512, errors: 2 }
+    );
 }
 
 #[test]

@@ -34,6 +34,11 @@ pub struct VmConfig {
     pub name: &'static str,
     /// The image the VM boots.
     pub image: GuestImage,
+    /// Its initial RAM disk, included at build time; the config checked that it fits in RAM
+    /// beside the image's footprint and the DTB's last 2 MiB, in whole 2 MiB blocks
+    /// (`bulkhead_config::initrd::check_fits`). The guest finds it through
+    /// `/chosen/linux,initrd-start` and `-end`.
+    pub initrd: Option<&'static [u8]>,
     /// Bytes of guest RAM, a multiple of 2 MiB, at [`GUEST_RAM_BASE`].
     pub memory_bytes: u64,
     /// Number of vCPUs; vCPU n runs on physical CPU `cpus[n % cpus.len()]`.

@@ -565,6 +565,7 @@ mod tests {
     static CONFIG: VmConfig = VmConfig {
         name: "test",
         image: GuestImage { kind: ImageKind::Raw, bytes: &[] },
+        initrd: None,
         memory_bytes: 0x20_0000,
         vcpus: 1,
         cpus: &[0],

@@ -229,6 +229,7 @@ mod tests {
 
     #[test]
     fn takes_the_lower_median() {
+        assert!(series(&[]).is_empty());
         assert_eq!(series(&[]).median(), None);
         assert_eq!(series(&[7]).median(), Some(7));
         assert_eq!(series(&[9, 1, 5]).median(), Some(5));

@@ -3,7 +3,7 @@
 //! One `PASS:`/`FAIL:` line per check, then `SUMMARY` and PSCI SYSTEM_OFF. On the boot vCPU:
 //! the device tree describes the vCPUs and a GICv2 or GICv3; the GIC driver sets up; an SGI to
 //! itself reaches the IRQ handler; the virtual timer (INTID 27) fires, first polled, then five
-//! times waking the vCPU from WFI, never before its deadline and at most 50 ms after it;
+//! times waking the vCPU from WFI, never before its deadline and at most 250 ms after it (loose: QEMU's timing on a loaded host);
 //! CPU_SUSPEND to standby returns SUCCESS. Then, for each other vCPU: CPU_ON starts it and
 //! AFFINITY_INFO says ON; it sets up its own GIC CPU interface; 100 SGI round trips with it;
 //! an SGI wakes it from WFI; CPU_OFF stops it (AFFINITY_INFO says OFF) and CPU_ON restarts it.
