@@ -497,9 +497,13 @@ impl Vm {
     fn finish_stop(&self, shared: &mut VmShared) {
         shared.lifecycle = Lifecycle::Stopped;
         if VMS_ALIVE.fetch_sub(1, Ordering::SeqCst) == 1 {
-            log::info!("all VMs have stopped: powering off");
-            if let Some(conduit) = crate::boot::firmware_conduit() {
-                firmware::system_off(conduit);
+            match crate::boot::firmware_conduit() {
+                Some(conduit) => {
+                    log::info!("all VMs have stopped: powering off");
+                    firmware::system_off(conduit);
+                }
+                // No PSCI (the Raspberry Pi 4): the CPUs idle; the console can start VMs again.
+                None => log::info!("all VMs have stopped: idling (no PSCI to power off with)"),
             }
         }
     }
