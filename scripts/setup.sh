@@ -138,3 +138,5 @@ fetch_rpi4_dtb() {
     fi
 }
 fetch_rpi4_dtb
+# The Linux guest (guests/linux): Debian's arm64 kernel and busybox, and an initramfs.
+"$ROOT/guests/linux/fetch.sh" || say "WARNING: guests/linux/fetch.sh failed; the Linux scenarios need target/linux/"

@@ -10,7 +10,8 @@
 #   target/linux/busybox              the static busybox
 #   target/linux/modules/             the modules /init loads, uncompressed, and modules.load:
 #                                     their file names in load order (dependencies first)
-#   target/linux/initramfs.cpio.gz    built by build-initramfs.sh from all of the above
+#   target/linux/initramfs.cpio.gz    built by build-initramfs.sh from all of the above (when any
+#                                     changed: target/linux/initramfs.stamp)
 #
 # Debian's arm64 packages are visible to apt only with the arm64 dpkg architecture added, so
 # on an amd64 host this adds it (once) and runs apt-get update.
@@ -114,12 +115,20 @@ if [ ! -f "$OUT/busybox" ] || [ "$BUSYBOX_TREE/bin/busybox" -nt "$OUT/busybox" ]
 fi
 
 # --- the modules, dependencies first --------------------------------------------------------------
-stamp="$OUT/modules/modules.load"
-if [ ! -f "$stamp" ] || [ "$vmlinuz" -nt "$stamp" ] || [ "$HERE/modules.py" -nt "$stamp" ] \
-    || [ "$HERE/fetch.sh" -nt "$stamp" ]; then
+load_list="$OUT/modules/modules.load"
+if [ ! -f "$load_list" ] || [ "$vmlinuz" -nt "$load_list" ] || [ "$HERE/modules.py" -nt "$load_list" ] \
+    || [ "$HERE/fetch.sh" -nt "$load_list" ]; then
     rm -f "$OUT"/modules/*
     python3 "$HERE/modules.py" "$KERNEL_TREE/lib/modules/$kver" "$OUT/modules" "${MODULES[@]}"
-    say "modules for /init: $(paste -sd ' ' "$stamp")"
+    say "modules for /init: $(paste -sd ' ' "$load_list")"
 fi
 
-"$HERE/build-initramfs.sh"
+# --- the initramfs (build-initramfs.sh), unless nothing it is made of changed since the last build
+# (a stamp, because build-initramfs.sh leaves an archive whose bytes did not change untouched).
+built="$OUT/initramfs.stamp"
+if [ ! -f "$OUT/initramfs.cpio.gz" ] || [ ! -f "$built" ] \
+    || [ -n "$(find "$HERE/init" "$HERE/cpio.py" "$HERE/build-initramfs.sh" "$OUT/busybox" \
+        "$OUT/modules" -newer "$built" 2>/dev/null | head -n 1)" ]; then
+    "$HERE/build-initramfs.sh"
+    touch "$built"
+fi

@@ -140,7 +140,8 @@ fn plausible_request(
         bufs.push(Buf { addr: base + HEADER_BYTES as u64, len: data_len, write: writable_data });
     }
     bufs.push(Buf::w(base + span - 1, 1));
-    let indices: Vec<u16> = (0..bufs.len() as u16).map(|i| first.wrapping_add(i) % size.max(1)).collect();
+    let indices: Vec<u16> =
+        (0..bufs.len() as u16).map(|i| first.wrapping_add(i) % size.max(1)).collect();
     for (i, buf) in bufs.iter().enumerate() {
         let last = i + 1 == bufs.len();
         let flags = if buf.write { DESC_WRITE } else { 0 } | if last { 0 } else { DESC_NEXT };

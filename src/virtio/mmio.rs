@@ -5,7 +5,8 @@
 //! else, an offset with no register, a load from a write-only register or a store to a
 //! read-only one is refused with [`MmioError::BadAccess`], so the guest takes a data abort. The
 //! configuration space at 0x100 is `struct virtio_blk_config`, read by naturally aligned byte,
-//! halfword, word or doubleword.
+//! halfword or word as 4.2.2.2 asks (64-bit fields as two words, as Linux reads them), and also
+//! by aligned doubleword, which is harmless; it is read-only.
 //!
 //! Device status (2.1) moves only forward through the initialisation sequence of 3.1.1, each
 //! bit needing its predecessor: ACKNOWLEDGE, DRIVER, FEATURES_OK (kept only if the driver's
@@ -225,7 +226,8 @@ impl VirtioBlkDevice {
     }
 
     /// Returns the device to its reset state (as a driver writing 0 to Status does): status,
-    /// features, queue and interrupts cleared (2.4, 4.2.2.1). Statistics are kept.
+    /// features, queue and interrupts cleared (2.4, 4.2.2.1). Statistics and the last error are
+    /// kept.
     pub fn reset(&mut self) {
         self.device_features_sel = 0;
         self.driver_features = 0;
@@ -396,14 +398,8 @@ impl VirtioBlkDevice {
             return;
         }
         match self.driver_features_sel {
-            0 => {
-                self.driver_features =
-                    (self.driver_features & !u64::from(u32::MAX)) | u64::from(value)
-            }
-            1 => {
-                self.driver_features =
-                    (self.driver_features & u64::from(u32::MAX)) | (u64::from(value) << WORD_BITS)
-            }
+            0 => set_low(&mut self.driver_features, value),
+            1 => set_high(&mut self.driver_features, value),
             _ => self.driver_features_unknown |= value != 0,
         }
     }
@@ -618,10 +614,12 @@ fn feature_word(features: u64, sel: u32) -> u32 {
     }
 }
 
-fn set_low(addr: &mut u64, value: u32) {
-    *addr = (*addr & !u64::from(u32::MAX)) | u64::from(value);
+/// Replaces the low 32 bits of a value written as a Low/High (or word 0/word 1) pair.
+fn set_low(pair: &mut u64, value: u32) {
+    *pair = (*pair & !u64::from(u32::MAX)) | u64::from(value);
 }
 
-fn set_high(addr: &mut u64, value: u32) {
-    *addr = (*addr & u64::from(u32::MAX)) | (u64::from(value) << WORD_BITS);
+/// Replaces the high 32 bits of a value written as a Low/High (or word 0/word 1) pair.
+fn set_high(pair: &mut u64, value: u32) {
+    *pair = (*pair & u64::from(u32::MAX)) | (u64::from(value) << WORD_BITS);
 }

@@ -280,15 +280,15 @@ enum Table {
 #[derive(Clone, Debug)]
 pub struct SplitQueue {
     /// QueueNum as written; checked when the queue is made ready.
-    pub num: u32,
+    pub(super) num: u32,
     /// QueueReady: the device may use the queue.
-    pub ready: bool,
+    pub(super) ready: bool,
     /// QueueDesc: the descriptor table.
-    pub desc_table: u64,
+    pub(super) desc_table: u64,
     /// QueueDriver: the available ring.
-    pub avail_ring: u64,
+    pub(super) avail_ring: u64,
     /// QueueDevice: the used ring.
-    pub used_ring: u64,
+    pub(super) used_ring: u64,
     /// The queue size, valid while `ready`.
     size: u16,
     /// The next available-ring entry the device will read (free-running).

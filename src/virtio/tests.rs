@@ -1507,6 +1507,13 @@ fn error_display_is_readable() {
 }
 
 #[test]
+fn device_can_move_between_cpus() {
+    // The hypervisor keeps devices in per-VM state that may be handed to another CPU.
+    fn assert_send<T: Send>() {}
+    assert_send::<VirtioBlkDevice>();
+}
+
+#[test]
 fn guest_memory_trait_object_is_enough() {
     // The device needs nothing of the hypervisor's memory type beyond the trait.
     let mut ram = TestRam::new(64);

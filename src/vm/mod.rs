@@ -775,12 +775,18 @@ mod tests {
     }
 
     #[test]
-    fn pmu_read_is_undefined_and_debug_is_raz() {
+    fn pmu_and_debug_read_as_zero_and_physical_timer_is_undefined() {
         let mut vm = vm();
         let mut hw = FakeEl1::default();
         let mut regs = GuestRegs::at_entry(0x4000_2000, 0);
-        // mrs x2, pmccntr_el0
+        // mrs x2, pmccntr_el0: reads as zero.
+        regs.x[2] = 7;
         let iss = (3 << 20) | (3 << 14) | (9 << 10) | (2 << 5) | (13 << 1) | 1;
+        run(&mut vm, &mut regs, (0x18 << 26) | (1 << 25) | iss, 0, 0, &mut hw);
+        assert!(hw.injected.is_empty());
+        assert_eq!(regs.x[2], 0);
+        // msr cntp_ctl_el0, x1 (S3_3_C14_C2_1): UNDEFINED.
+        let iss = (3 << 20) | (1 << 17) | (3 << 14) | (14 << 10) | (1 << 5) | (2 << 1);
         run(&mut vm, &mut regs, (0x18 << 26) | (1 << 25) | iss, 0, 0, &mut hw);
         assert_eq!(hw.injected.len(), 1);
         assert_eq!(hw.injected[0].esr_el1, 1 << 25);

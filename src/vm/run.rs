@@ -107,7 +107,7 @@ impl fmt::Display for VmBuildError {
             Self::Memory(e) => write!(f, "guest RAM: {e}"),
             Self::Stage2(e) => write!(f, "stage-2 tables: {e}"),
             Self::Dtb(e) => write!(f, "{e}"),
-            Self::NoRoomForDtb => write!(f, "the image leaves no room for the device tree in the last 2 MiB of RAM"),
+            Self::NoRoomForDtb => write!(f, "the image (and initrd) leave no room for the device tree in the last 2 MiB of RAM"),
             Self::IdentityRange(base) => write!(f, "memory_base {base}: that range is not free host RAM"),
         }
     }
@@ -324,13 +324,28 @@ impl Vm {
             return Err(VmBuildError::NoRoomForDtb);
         }
         self.copy_to_guest(load, config.image.bytes);
+        // The initrd goes just below the DTB, 2 MiB aligned (booting.rst only asks that it lies
+        // in RAM near the kernel; the top of RAM leaves the low part to the kernel's image_size).
+        let initrd = match config.initrd {
+            Some(bytes) => {
+                let size = (bytes.len() as u64).next_multiple_of(RAM_ALIGN);
+                let start = GuestPhysAddr::new(dtb_ipa.as_u64().saturating_sub(size));
+                if start.as_u64() < load.as_u64() + config.image.bytes.len() as u64 {
+                    return Err(VmBuildError::NoRoomForDtb);
+                }
+                self.copy_to_guest(start, bytes);
+                cpu::clean_dcache_range(self.host_ptr(start) as usize, bytes.len());
+                AddrRange::from_start_size(start, bytes.len() as u64)
+            }
+            None => None,
+        };
         let dtb = guest_dtb::build(&GuestDtbSpec {
             vm_name: config.name,
             memory: self.ram,
             vcpus: config.vcpus,
             uart_base: GUEST_UART_BASE,
             bootargs: config.bootargs,
-            initrd: None,
+            initrd,
             gic: shared.devices.gic_layout,
             devices: &self.device_nodes,
         })

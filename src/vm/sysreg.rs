@@ -8,9 +8,11 @@
 //! - Data cache maintenance by set/way (HCR_EL2.TSW): ignored. By set/way operations are only
 //!   meaningful to whoever owns the whole cache; a VM's memory is kept coherent by Bulkhead
 //!   cleaning what it writes for the guest, and guests maintain their own memory by VA.
-//! - PMU registers (MDCR_EL2.TPM/TPMCR), the EL1 physical timer (CNTHCTL_EL2.EL1PCEN = 0), trace
-//!   (CPTR_EL2.TTA) and IMPLEMENTATION DEFINED registers (HCR_EL2.TIDCP): UNDEFINED, as on a CPU
-//!   without them.
+//! - PMU registers (MDCR_EL2.TPM/TPMCR, for VMs without `pmu = true`): read as zero, writes
+//!   ignored: a PMU with no counters that never counts. (The CPU's ID registers still say it has
+//!   a PMU, and Linux writes PMUSERENR_EL0 at boot, so UNDEFINED would crash it.)
+//! - The EL1 physical timer (CNTHCTL_EL2.EL1PCEN = 0), trace (CPTR_EL2.TTA) and
+//!   IMPLEMENTATION DEFINED registers (HCR_EL2.TIDCP): UNDEFINED, as on a CPU without them.
 
 use super::exit::{SysRegAccess, SysRegEncoding};
 
@@ -50,9 +52,9 @@ pub fn emulate(access: &SysRegAccess) -> SysRegAction {
         (2, 1, _, _) => SysRegAction::Undefined("trace"),
         // op0 = 3, op1 = 3, CRn = 9, CRm = 12-14: PMCR_EL0 and the PMU control registers;
         // CRn = 14, CRm = 8-15: PMEVCNTRn_EL0/PMEVTYPERn_EL0.
-        (3, 3, 9, 12..=14) | (3, 3, 14, 8..=15) => SysRegAction::Undefined("PMU"),
+        (3, 3, 9, 12..=14) | (3, 3, 14, 8..=15) => SysRegAction::ReadAsZeroWriteIgnore,
         // PMINTENSET_EL1/PMINTENCLR_EL1 (3, 0, 9, 14, 1-2).
-        (3, 0, 9, 14) => SysRegAction::Undefined("PMU"),
+        (3, 0, 9, 14) => SysRegAction::ReadAsZeroWriteIgnore,
         // CNTP_TVAL_EL0/CNTP_CTL_EL0/CNTP_CVAL_EL0 (3, 3, 14, 2, 0-2).
         (3, 3, 14, 2) => SysRegAction::Undefined("EL1 physical timer"),
         // CRn = 11 or 15 with op0 = 3: IMPLEMENTATION DEFINED.
@@ -77,9 +79,9 @@ mod tests {
         for e in [enc(2, 0, 0, 2, 2), enc(2, 0, 1, 0, 4), enc(2, 0, 0, 0, 4)] {
             assert_eq!(emulate(&access(e, false)), SysRegAction::ReadAsZeroWriteIgnore, "{e}");
         }
-        // PMCCNTR_EL0, PMCR_EL0, PMEVTYPER3_EL0
-        for e in [enc(3, 3, 9, 13, 0), enc(3, 3, 9, 12, 0), enc(3, 3, 14, 12, 3)] {
-            assert_eq!(emulate(&access(e, true)), SysRegAction::Undefined("PMU"), "{e}");
+        // PMCCNTR_EL0, PMCR_EL0, PMEVTYPER3_EL0, PMUSERENR_EL0, PMINTENSET_EL1
+        for e in [enc(3, 3, 9, 13, 0), enc(3, 3, 9, 12, 0), enc(3, 3, 14, 12, 3), enc(3, 3, 9, 14, 0), enc(3, 0, 9, 14, 1)] {
+            assert_eq!(emulate(&access(e, true)), SysRegAction::ReadAsZeroWriteIgnore, "{e}");
         }
         assert_eq!(emulate(&access(enc(3, 3, 14, 2, 1), false)), SysRegAction::Undefined("EL1 physical timer"));
         assert_eq!(emulate(&access(enc(3, 1, 15, 2, 0), true)), SysRegAction::Undefined("IMPLEMENTATION DEFINED"));

@@ -230,13 +230,7 @@ fn register_attempts(checks: &mut GuestChecks, at_el1: bool) {
         outcome,
     );
 
-    let outcome = catch_fault(|| Completed::ReadRegister(probe_mrs!("PMCCNTR_EL0")));
-    report_contained(
-        checks,
-        "read PMCCNTR_EL0 (PMU cycle counter) is UNDEFINED",
-        undefined,
-        outcome,
-    );
+    pmu_attempt(checks);
 
     debug_register_attempt(checks);
 
@@ -260,6 +254,33 @@ fn register_attempts(checks: &mut GuestChecks, at_el1: bool) {
         undefined,
         outcome,
     );
+}
+
+/// PMU registers trapped by MDCR_EL2.TPM/TPMCR. Either containment passes: UNDEFINED, or
+/// read-as-zero / write-ignored (what Bulkhead does for VMs without `pmu = true`, since Linux
+/// writes PMUSERENR_EL0 at boot when the CPU has a PMU). What fails is reaching the real PMU:
+/// the cycle counter counting after the guest enabled it.
+fn pmu_attempt(checks: &mut GuestChecks) {
+    let name = "PMU registers (PMCR_EL0.E, PMCNTENSET_EL0, PMCCNTR_EL0) are trapped: the VM cannot count";
+    const PMCR_E: u64 = 1;
+    const PMCNTEN_CYCLES: u64 = 1 << 31;
+    let enable = catch_fault(|| {
+        // SAFETY: enabling the cycle counter changes nothing but the counter itself.
+        unsafe {
+            probe_msr!("PMCR_EL0", PMCR_E);
+            probe_msr!("PMCNTENSET_EL0", PMCNTEN_CYCLES);
+        }
+    });
+    let first = catch_fault(|| probe_mrs!("PMCCNTR_EL0"));
+    for _ in 0..10_000 {
+        core::hint::spin_loop();
+    }
+    let second = catch_fault(|| probe_mrs!("PMCCNTR_EL0"));
+    match (enable, first, second) {
+        (_, Err(a), Err(_)) => checks.pass(name, format_args!("UNDEFINED: ESR_EL1={:#x}", a.esr)),
+        (Ok(()), Ok(0), Ok(0)) => checks.pass(name, "read as zero, writes ignored: the counter never moves"),
+        (_, a, b) => checks.fail(name, format_args!("PMCCNTR_EL0 read {a:?} then {b:?}")),
+    };
 }
 
 /// Debug registers trapped by MDCR_EL2.TDA (DBGBVR0_EL1, MDCCSR_EL0) and TDOSA (OSLSR_EL1).
