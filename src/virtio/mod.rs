@@ -45,12 +45,14 @@
 //!
 //! # Tests and fuzzing
 //!
-//! `cargo test -p bulkhead --lib virtio` runs the unit tests and a short fuzz run. A longer run
-//! (iterations and seed from the environment; defaults 200000 and a fixed seed):
+//! `cargo test -p bulkhead --lib virtio` runs the unit tests and a short fuzz run (2000 random
+//! cases). A longer run takes its iterations and seed from the environment (defaults 200000 and
+//! a fixed seed); a failing case prints its own seed, which `fuzz_case_replay` replays:
 //!
 //! ```text
 //! BULKHEAD_VIRTIO_FUZZ_ITERS=1000000 BULKHEAD_VIRTIO_FUZZ_SEED=7 \
 //!     cargo test -p bulkhead --lib virtio::fuzz -- --ignored --nocapture
+//! BULKHEAD_VIRTIO_FUZZ_CASE=0x... cargo test -p bulkhead --lib virtio::fuzz::fuzz_case_replay
 //! ```
 
 pub mod blk;

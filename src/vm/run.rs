@@ -113,6 +113,14 @@ impl fmt::Display for VmBuildError {
     }
 }
 
+/// Where a VM's image, initrd and device tree go.
+struct LoadPlan {
+    load: GuestPhysAddr,
+    entry: GuestPhysAddr,
+    dtb: GuestPhysAddr,
+    initrd: Option<AddrRange<GuestPhysAddr>>,
+}
+
 /// Where a VM is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Lifecycle {
@@ -309,9 +317,8 @@ impl Vm {
         cpu::clean_dcache_range(start as usize, len as usize);
     }
 
-    /// Copies the image and a fresh device tree into (cleared) RAM and records the entry point
-    /// and the DTB address.
-    fn place_images(&self, shared: &mut VmShared) -> Result<(), VmBuildError> {
+    /// Where the image, the initrd and the device tree go in guest RAM.
+    fn plan(&self) -> Result<LoadPlan, VmBuildError> {
         let config = self.config;
         let load = match (config.image.kind, config.load_address) {
             (_, Some(address)) => address,
@@ -319,33 +326,58 @@ impl Vm {
             (ImageKind::Raw, None) => self.ram.start,
         };
         let entry = config.entry.unwrap_or(load);
-        let dtb_ipa = GuestPhysAddr::new(self.ram.end.as_u64() - DTB_REGION);
-        if load.as_u64() + config.image.bytes.len() as u64 > dtb_ipa.as_u64() {
+        let dtb = GuestPhysAddr::new(self.ram.end.as_u64() - DTB_REGION);
+        let image_end = load.as_u64() + config.image.bytes.len() as u64;
+        if image_end > dtb.as_u64() {
             return Err(VmBuildError::NoRoomForDtb);
         }
-        self.copy_to_guest(load, config.image.bytes);
         // The initrd goes just below the DTB, 2 MiB aligned (booting.rst only asks that it lies
         // in RAM near the kernel; the top of RAM leaves the low part to the kernel's image_size).
         let initrd = match config.initrd {
             Some(bytes) => {
                 let size = (bytes.len() as u64).next_multiple_of(RAM_ALIGN);
-                let start = GuestPhysAddr::new(dtb_ipa.as_u64().saturating_sub(size));
-                if start.as_u64() < load.as_u64() + config.image.bytes.len() as u64 {
+                let start = GuestPhysAddr::new(dtb.as_u64().saturating_sub(size));
+                if start.as_u64() < image_end {
                     return Err(VmBuildError::NoRoomForDtb);
                 }
-                self.copy_to_guest(start, bytes);
-                cpu::clean_dcache_range(self.host_ptr(start) as usize, bytes.len());
                 AddrRange::from_start_size(start, bytes.len() as u64)
             }
             None => None,
         };
+        Ok(LoadPlan { load, entry, dtb, initrd })
+    }
+
+    /// Copies `bytes[offset..offset + len]` to guest RAM at `base + offset` and cleans it to the
+    /// point of coherency (the guest starts with its MMU and caches off).
+    fn copy_chunk(&self, base: GuestPhysAddr, bytes: &[u8], offset: u64, len: u64) {
+        let start = (offset as usize).min(bytes.len());
+        let end = (offset.saturating_add(len) as usize).min(bytes.len());
+        let dst = base.add(start as u64);
+        self.copy_to_guest(dst, &bytes[start..end]);
+        cpu::clean_dcache_range(self.host_ptr(dst) as usize, end - start);
+    }
+
+    /// Copies the image and the initrd into (cleared) RAM, then writes the device tree and
+    /// records the entry point and the DTB address.
+    fn place_images(&self, shared: &mut VmShared) -> Result<(), VmBuildError> {
+        let plan = self.plan()?;
+        self.copy_chunk(plan.load, self.config.image.bytes, 0, u64::MAX);
+        if let (Some(range), Some(bytes)) = (plan.initrd, self.config.initrd) {
+            self.copy_chunk(range.start, bytes, 0, u64::MAX);
+        }
+        self.finish_load(shared, &plan)
+    }
+
+    /// The last step of loading: the device tree, and the vCPU 0 entry state.
+    fn finish_load(&self, shared: &mut VmShared, plan: &LoadPlan) -> Result<(), VmBuildError> {
+        let config = self.config;
         let dtb = guest_dtb::build(&GuestDtbSpec {
             vm_name: config.name,
             memory: self.ram,
             vcpus: config.vcpus,
             uart_base: GUEST_UART_BASE,
             bootargs: config.bootargs,
-            initrd,
+            initrd: plan.initrd,
             gic: shared.devices.gic_layout,
             devices: &self.device_nodes,
         })
@@ -353,13 +385,10 @@ impl Vm {
         if dtb.len() as u64 > DTB_REGION {
             return Err(VmBuildError::NoRoomForDtb);
         }
-        self.copy_to_guest(dtb_ipa, &dtb);
-        // The guest starts with its MMU and caches off: make what was written visible in memory.
-        cpu::clean_dcache_range(self.host_ptr(load) as usize, config.image.bytes.len());
-        cpu::clean_dcache_range(self.host_ptr(dtb_ipa) as usize, dtb.len());
+        self.copy_chunk(plan.dtb, &dtb, 0, u64::MAX);
         cpu::invalidate_icache();
-        shared.entry = entry;
-        shared.dtb = dtb_ipa;
+        shared.entry = plan.entry;
+        shared.dtb = plan.dtb;
         Ok(())
     }
 
@@ -487,17 +516,37 @@ impl Vm {
         self.finish_stop(shared);
     }
 
-    /// Clears the next chunk of a reloading VM's RAM; once all is clear, places its images and
-    /// starts it. Called by the loading CPU at its scheduling points.
+    /// One step of reloading a restarting VM: the next chunk of clearing its RAM, then of copying
+    /// its image, then of its initrd; then the device tree, and it starts. `done` counts bytes
+    /// through those three in turn. Called by the loading CPU at its scheduling points, under the
+    /// VM's lock — which the other CPUs take too, so each step is kept short.
     fn reload_step(&self, shared: &mut VmShared) {
         let Lifecycle::Loading { cpu, done } = shared.lifecycle else { return };
-        if done < self.config.memory_bytes {
-            self.clear_ram(done, RELOAD_CHUNK);
+        let result = self.plan().map(|plan| {
+            let ram = self.config.memory_bytes;
+            let image = self.config.image.bytes;
+            let initrd = self.config.initrd.unwrap_or(&[]);
+            // Each phase is a whole number of chunks, so every chunk starts at a chunk boundary
+            // of its phase.
+            let image_span = (image.len() as u64).next_multiple_of(RELOAD_CHUNK);
+            let initrd_span = (initrd.len() as u64).next_multiple_of(RELOAD_CHUNK);
+            if done < ram {
+                self.clear_ram(done, RELOAD_CHUNK);
+            } else if done < ram + image_span {
+                self.copy_chunk(plan.load, image, done - ram, RELOAD_CHUNK);
+            } else if done < ram + image_span + initrd_span {
+                if let Some(range) = plan.initrd {
+                    self.copy_chunk(range.start, initrd, done - ram - image_span, RELOAD_CHUNK);
+                }
+            } else {
+                return self.finish_load(shared, &plan).map(|()| true);
+            }
             shared.lifecycle = Lifecycle::Loading { cpu, done: done + RELOAD_CHUNK };
-            return;
-        }
-        match self.place_images(shared) {
-            Ok(()) => {
+            Ok(false)
+        });
+        match result.and_then(|r| r) {
+            Ok(false) => {}
+            Ok(true) => {
                 shared.boot += 1;
                 shared.lifecycle = Lifecycle::Running;
             }

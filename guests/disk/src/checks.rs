@@ -23,6 +23,11 @@ const CHUNK: usize = 64 * 1024;
 /// DMA memory and buffers: what is free of RAM from the end of the image, up to this much.
 const POOL_BYTES: usize = 4 << 20;
 
+/// Options for a run without a device tree (an ELF booted by QEMU directly, as the benchmark's
+/// baseline and the smoke tests do), fixed at build time: `BULKHEAD_DISK_BOOTARGS="disk.seed=7
+/// disk.hostile=1" cargo build ...`.
+const NATIVE_BOOTARGS: Option<&str> = option_env!("BULKHEAD_DISK_BOOTARGS");
+
 /// The options from bootargs.
 struct Options {
     index: usize,
@@ -70,7 +75,11 @@ impl Options {
 
 /// The guest.
 pub fn main(boot: &'static Boot) -> ! {
-    let args = boot.bootargs();
+    let args = match (&boot.device_tree, NATIVE_BOOTARGS) {
+        // Booted as an ELF by QEMU itself, with no device tree to carry bootargs.
+        (Err(_), Some(native)) => native,
+        _ => boot.bootargs(),
+    };
     println!("disk: {}", boot.platform);
     println!("disk: bootargs \"{args}\"");
     let mut checks = Checks::new();

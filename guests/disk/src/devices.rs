@@ -163,6 +163,6 @@ pub fn find(dt: Option<&DeviceTree<'_>>) -> Found {
             }
         }
     }
-    found.list[..found.len].sort_by_key(|t| t.map_or(usize::MAX, |t| t.base));
+    found.list[..found.len].sort_unstable_by_key(|t| t.map_or(usize::MAX, |t| t.base));
     found
 }

@@ -23,11 +23,6 @@ pub fn init(region: AddrRange) {
     *FREE.lock() = AddrRange::new(start, end.max(start));
 }
 
-/// Bytes left in the pool.
-pub fn free_bytes() -> usize {
-    FREE.lock().size()
-}
-
 /// `pages` zeroed pages from the pool, or `None` when it is exhausted.
 pub fn alloc_pages(pages: usize) -> Option<NonNull<u8>> {
     let mut free = FREE.lock();
@@ -40,14 +35,6 @@ pub fn alloc_pages(pages: usize) -> Option<NonNull<u8>> {
     // SAFETY: `[start, start + size)` is free RAM of this guest (see `init`), handed out once.
     unsafe { core::ptr::write_bytes(start as *mut u8, 0, size) };
     NonNull::new(start as *mut u8)
-}
-
-/// A buffer of `len` bytes (rounded up to pages) from the pool, zeroed, for the guest's life.
-pub fn alloc_buffer(len: usize) -> Option<&'static mut [u8]> {
-    let pages = len.div_ceil(PAGE_SIZE);
-    let start = alloc_pages(pages)?;
-    // SAFETY: the pages were just handed out, to this slice alone, for good.
-    Some(unsafe { core::slice::from_raw_parts_mut(start.as_ptr(), len) })
 }
 
 /// The HAL `virtio-drivers` calls.

@@ -198,7 +198,7 @@ impl fmt::Display for SetupError {
 }
 
 /// A raw queue on one transport.
-pub struct RawQueue {
+struct RawQueue {
     registers: &'static Registers,
     page: *mut Page,
     avail_idx: u16,
@@ -211,7 +211,7 @@ impl RawQueue {
     ///
     /// # Safety
     /// `base` must be a virtio-mmio transport that nothing else drives while this queue lives.
-    pub unsafe fn new(base: usize) -> Result<Self, SetupError> {
+    unsafe fn new(base: usize) -> Result<Self, SetupError> {
         // SAFETY: the caller guarantees a transport at `base` that is ours.
         let registers = unsafe { &*(base as *const Registers) };
         let page = hal::alloc_pages(1).ok_or(SetupError::OutOfMemory)?.as_ptr().cast::<Page>();
@@ -271,20 +271,20 @@ impl RawQueue {
     }
 
     /// Resets the device (§2.4.2: done when status reads back 0).
-    pub fn reset(&self) {
+    fn reset(&self) {
         self.registers.status.set(0);
         let deadline = timer::now().saturating_add(timer::ticks(TIMEOUT_US));
         timer::spin_until(deadline, || self.registers.status.get() == 0);
     }
 
     /// Guest-physical address of the request header.
-    pub fn header_address(&self) -> u64 {
+    fn header_address(&self) -> u64 {
         // SAFETY: only the field's address is taken.
         unsafe { addr_of!((*self.page).header) as usize as u64 }
     }
 
     /// Guest-physical address of the status byte.
-    pub fn status_address(&self) -> u64 {
+    fn status_address(&self) -> u64 {
         // SAFETY: only the field's address is taken.
         unsafe { addr_of!((*self.page).status) as usize as u64 }
     }
@@ -292,7 +292,7 @@ impl RawQueue {
     /// Sends a chain: `descriptors` go to table entries 0, 1, ... as given (their `next` fields
     /// as given, so they may loop), the request header says `request_type` and `sector`, and
     /// the available ring offers `head`. Waits for the outcome.
-    pub fn send(&mut self, request_type: u32, sector: u64, descriptors: &[Descriptor], head: u16) -> Outcome {
+    fn send(&mut self, request_type: u32, sector: u64, descriptors: &[Descriptor], head: u16) -> Outcome {
         let page = self.page;
         // SAFETY: the page is ours; with nothing outstanding the device reads none of it.
         unsafe {

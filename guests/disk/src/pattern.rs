@@ -4,15 +4,6 @@
 /// Bytes per sector.
 pub const SECTOR_SIZE: usize = 512;
 
-/// Byte `i` of sector `sector` under `seed`.
-pub fn sector_byte(seed: u64, sector: u64, i: usize) -> u8 {
-    match i {
-        0..8 => sector.to_le_bytes()[i],
-        8..16 => seed.to_le_bytes()[i - 8],
-        _ => (sector.wrapping_mul(31).wrapping_add(i as u64).wrapping_add(seed) & 0xff) as u8,
-    }
-}
-
 /// Fills `buf` (whole sectors) with the pattern of sectors `first`, `first + 1`, ...
 pub fn fill(seed: u64, first: u64, buf: &mut [u8]) {
     for (n, sector) in buf.chunks_exact_mut(SECTOR_SIZE).enumerate() {
