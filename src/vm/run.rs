@@ -865,6 +865,7 @@ impl CpuRuntime {
         let v = &self.vcpus[slot];
         let stage2 = &v.vm.stage2;
         virt::load_vm(v.vm.vmid, stage2.root(), stage2.vtcr_el2_t0sz(), stage2.vtcr_el2_sl0(), v.vcpu);
+        virt::set_guest_pmu_access(v.vm.config.pmu);
         timer::set_virtual_offset(v.vm.cntvoff);
         virt::restore_el1(&v.el1);
         fp::restore(&v.fp);
