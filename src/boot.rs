@@ -26,6 +26,8 @@ use crate::mm::pagetable::{El2Stage1Tables, MemoryAttributes, Permissions};
 use crate::mm::{heap, tables::FrameTables};
 use crate::platform::{self, GicRegions, Platform, PsciConduit};
 use crate::arch::aarch64::gic::HostGic;
+use crate::blockdev::{self, virtio_phys, Claims, RawDisk};
+use crate::virtio::VirtioBlkDevice;
 use crate::vm::config::VmConfig;
 use crate::vm::guest_dtb::GuestDevice;
 use crate::vm::run::{CpuRuntime, Vm};
@@ -217,7 +219,8 @@ pub fn primary_main(dtb_address: usize, image_start: usize) -> ! {
     smp::start_secondaries(platform);
     log::info!("smp: {} CPUs online", smp::online_count());
 
-    // 10. VMs.
+    // 10. Disks and VMs.
+    probe_physical_disks(&mut FRAMES.lock(), platform);
     build_vms(gic);
     run_cpu(0)
 }
@@ -265,6 +268,9 @@ fn build_el2_map(frames: &mut FrameAllocator, platform: &Platform<'_>, text: Add
         }
     }
     identity(&mut tables, AddrRange::from_start_size(platform.console.uart.base, platform.console.uart.size.max(PAGE_SIZE)).unwrap_or_else(|| boot_error("EL2 memory map", "console range")), device);
+    for window in blockdev::el2_mappings(platform) {
+        identity(&mut tables, window, device);
+    }
     match platform.gic.regions {
         GicRegions::V3 { gicd, gicr } => {
             identity(&mut tables, gicd, device);
@@ -299,6 +305,63 @@ fn passthrough_nodes(config: &VmConfig) -> Vec<GuestDevice> {
         .collect()
 }
 
+/// The physical virtio-blk disks Bulkhead drives itself (to split among VMs), in DT order.
+static PHYSICAL_DISKS: Once<Vec<&'static Mutex<dyn RawDisk>>> = Once::new();
+
+/// Finds and starts the physical virtio-blk disks (every virtio-mmio transport of the DT that
+/// holds one), for the VMs' partition and GPT disks.
+fn probe_physical_disks(frames: &mut FrameAllocator, platform: &Platform<'_>) {
+    // SAFETY: the transports come from the DT and are identity-mapped as Device memory in phase 7;
+    // the frames given for the queues come from the frame allocator and are never handed out again.
+    let found = unsafe {
+        virtio_phys::probe(&platform.virtio_mmio, || frames.alloc(PAGE_SIZE, PAGE_SIZE).ok())
+    };
+    let disks: Vec<&'static Mutex<dyn RawDisk>> = found
+        .into_iter()
+        .map(|disk| {
+            log::info!("disk: virtio-blk at {} ({})", disk.base(), if disk.read_only() { "read-only" } else { "read-write" });
+            let disk: &'static Mutex<dyn RawDisk> = alloc::boxed::Box::leak(alloc::boxed::Box::new(Mutex::new(disk)));
+            disk
+        })
+        .collect();
+    if !disks.is_empty() {
+        log::info!("disk: {} physical disk(s)", disks.len());
+    }
+    PHYSICAL_DISKS.call_once(|| disks);
+}
+
+/// Opens VM `index`'s disks as its config describes them, each behind a virtio-mmio transport.
+/// A disk that cannot be opened keeps the VM from starting (its error names VM and disk).
+fn open_disks(
+    index: usize,
+    config: &'static VmConfig,
+    frames: &mut FrameAllocator,
+    claims: &mut Claims,
+) -> Result<Vec<VirtioBlkDevice>, ()> {
+    let physical = PHYSICAL_DISKS.get().map_or(&[][..], Vec::as_slice);
+    let mut devices = Vec::new();
+    for disk in vms::DISKS.get(index).copied().unwrap_or(&[]) {
+        let alloc = |len: usize| -> Option<&'static mut [u8]> {
+            let size = (len as u64).next_multiple_of(PAGE_SIZE);
+            let start = frames.alloc(size, PAGE_SIZE).ok()?;
+            // SAFETY: the frames were just taken for this disk alone, for good; they are
+            // identity-mapped RAM.
+            Some(unsafe { core::slice::from_raw_parts_mut(start.to_identity_virt().as_mut_ptr(), len) })
+        };
+        match blockdev::open(config.name, disk, physical, claims, alloc) {
+            Ok(backend) => {
+                log::info!("vm {}: disk {} ({})", config.name, disk.name, if disk.read_only { "read-only" } else { "read-write" });
+                devices.push(VirtioBlkDevice::new(alloc::boxed::Box::new(backend)));
+            }
+            Err(error) => {
+                log::error!("vm {}: not started: disk {}: {error}", config.name, disk.name);
+                return Err(());
+            }
+        }
+    }
+    Ok(devices)
+}
+
 /// Routes each passthrough SPI to the CPU of its VM's vCPU 0 and enables it.
 fn route_passthrough_spis(gic: &HostGic, vms: &[Vm]) {
     for vm in vms {
@@ -319,6 +382,7 @@ fn route_passthrough_spis(gic: &HostGic, vms: &[Vm]) {
 fn build_vms(gic: &HostGic) {
     let mut frames = FRAMES.lock();
     let mut built = Vec::new();
+    let mut claims = Claims::default();
     for (index, config) in vms::VMS.iter().enumerate() {
         let vmid = (index + 1) as u16;
         if let Some(cpu) = config.cpus.iter().find(|&&cpu| !smp::is_online(cpu)) {
@@ -326,7 +390,11 @@ fn build_vms(gic: &HostGic) {
             continue;
         }
         let device_nodes = passthrough_nodes(config);
-        match Vm::build(built.len(), config, vmid, &mut frames, gic, device_nodes) {
+        let disks = match open_disks(index, config, &mut frames, &mut claims) {
+            Ok(disks) => disks,
+            Err(()) => continue,
+        };
+        match Vm::build(built.len(), config, vmid, &mut frames, gic, device_nodes, disks) {
             Ok(vm) => {
                 log::info!(
                     "vm {}: built (VMID {vmid}, {} MiB, {} vCPU(s) on cpus {:?}, priority {}, slice {} us)",

@@ -100,6 +100,50 @@ def run_qemu(scenario, image):
     return text, timed_out and not until, time.monotonic() - start
 
 
+def disk_sector(seed, s):
+    """Sector `s` as guests/disk writes it with `disk.seed=seed` (see its module doc)."""
+    b = bytearray((s * 31 + i + seed) & 0xff for i in range(512))
+    b[0:8] = s.to_bytes(8, "little")
+    b[8:16] = seed.to_bytes(8, "little")
+    return bytes(b)
+
+
+def make_disks(scenario):
+    """`disks = [{ path, size_mb }]`: fresh zero-filled images before the run (`keep = true`:
+    only if missing, for a scenario that checks persistence across runs)."""
+    for disk in scenario.get("disks", []):
+        path = os.path.join(ROOT, disk["path"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if disk.get("keep") and os.path.exists(path):
+            continue
+        with open(path, "wb") as f:
+            f.truncate(disk["size_mb"] << 20)
+
+
+def check_disks(scenario):
+    """`disk_pattern = [{ path, start, sectors, seed }]`: the host image holds the guest's
+    pattern there; `disk_zero = [{ path, start, sectors }]`: still zero (a neighbour untouched)."""
+    problems = []
+    for want in scenario.get("disk_pattern", []):
+        with open(os.path.join(ROOT, want["path"]), "rb") as f:
+            f.seek(want["start"] * 512)
+            data = f.read(want["sectors"] * 512)
+        bad = [s for s in range(want["sectors"]) if data[s * 512:(s + 1) * 512] != disk_sector(want["seed"], s)]
+        if bad:
+            problems.append(f"{want['path']}: {len(bad)} sector(s) from {want['start']} lack the seed-{want['seed']} pattern (first: guest sector {bad[0]})")
+        else:
+            print(f"    {want['path']}: sectors {want['start']}..{want['start'] + want['sectors']} hold the seed-{want['seed']} pattern")
+    for want in scenario.get("disk_zero", []):
+        with open(os.path.join(ROOT, want["path"]), "rb") as f:
+            f.seek(want["start"] * 512)
+            data = f.read(want["sectors"] * 512)
+        if data.strip(b"\0"):
+            problems.append(f"{want['path']}: sectors {want['start']}..{want['start'] + want['sectors']} were written")
+        else:
+            print(f"    {want['path']}: sectors {want['start']}..{want['start'] + want['sectors']} untouched")
+    return problems
+
+
 def check(scenario, text, timed_out):
     problems = []
     if timed_out:
@@ -193,8 +237,9 @@ def main(argv):
             problems = [f"missing {missing}: run scripts/setup.sh, which makes it"]
             text, elapsed = build_out, 0.0
         else:
+            make_disks(s)
             text, timed_out, elapsed = run_qemu(s, image)
-            problems = check(s, text, timed_out)
+            problems = check(s, text, timed_out) + check_disks(s)
         with open(os.path.join(LOG_DIR, f"{name}.log"), "w") as f:
             f.write(text)
         if problems:

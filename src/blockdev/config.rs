@@ -55,8 +55,10 @@ pub struct DiskConfig {
 /// Where a disk's sectors come from.
 #[derive(Clone, Copy, Debug)]
 pub enum DiskSource {
-    /// A range of physical disk `disk` (the `disk`-th virtio-blk device Bulkhead finds, in the
-    /// order of the host DT's virtio-mmio nodes).
+    /// A range of physical disk `disk`: the `disk`-th virtio-blk device Bulkhead finds, in the
+    /// order of the host DT's virtio-mmio nodes. On QEMU virt that is ascending address, and QEMU
+    /// fills the transports from the highest address down, so disk 0 is the *last*
+    /// `-device virtio-blk-device` of the command line (as `/dev/vda` is for Linux).
     Partition {
         /// Index of the physical disk.
         disk: usize,

@@ -193,17 +193,15 @@ impl fmt::Display for GptError {
             Self::BadHeaderSize { lba, size } => {
                 write!(f, "the header at LBA {lba} states an implausible size of {size} bytes")
             }
-            Self::HeaderCrc { lba, stored, computed } => write!(
-                f,
-                "the header at LBA {lba} has CRC32 {computed:#010x}, not the {stored:#010x} it states"
-            ),
+            Self::HeaderCrc { lba, stored, computed } => {
+                write!(f, "the header at LBA {lba} has CRC32 {computed:#010x}, not the {stored:#010x} it states")
+            }
             Self::WrongLba { lba, my_lba } => {
                 write!(f, "the header at LBA {lba} says it is at LBA {my_lba}")
             }
-            Self::BadUsableRange { lba, first, last } => write!(
-                f,
-                "the header at LBA {lba} has a usable range {first}..={last} that does not fit the disk"
-            ),
+            Self::BadUsableRange { lba, first, last } => {
+                write!(f, "the header at LBA {lba} has a usable range {first}..={last} that does not fit the disk")
+            }
             Self::BadEntryArray { lba } => {
                 write!(f, "the header at LBA {lba} describes an implausible partition entry array")
             }
@@ -212,10 +210,9 @@ impl fmt::Display for GptError {
                 "the partition entries of the header at LBA {lba} have CRC32 {computed:#010x}, not \
                  the {stored:#010x} it states"
             ),
-            Self::BadEntry { index, first, last } => write!(
-                f,
-                "partition entry {index} ({first}..={last}) is reversed or outside the usable range"
-            ),
+            Self::BadEntry { index, first, last } => {
+                write!(f, "partition entry {index} ({first}..={last}) is reversed or outside the usable range")
+            }
             Self::Overlap { index, other } => {
                 write!(f, "partition entries {other} and {index} overlap")
             }
@@ -447,9 +444,8 @@ pub fn check_protective_mbr(sector0: &[u8]) -> Result<(), GptError> {
     if sector0.len() < SECTOR_SIZE || sector0[mbr::SIGNATURE..mbr::SIGNATURE + 2] != [0x55, 0xaa] {
         return Err(GptError::NoProtectiveMbr);
     }
-    let protective = (0..4).any(|record| {
-        sector0[mbr::RECORDS + record * mbr::RECORD_SIZE + mbr::OS_TYPE] == PROTECTIVE_OS_TYPE
-    });
+    let protective =
+        (0..4).any(|record| sector0[mbr::RECORDS + record * mbr::RECORD_SIZE + mbr::OS_TYPE] == PROTECTIVE_OS_TYPE);
     if protective {
         Ok(())
     } else {
@@ -592,11 +588,8 @@ pub fn read(disk: &mut dyn RawDisk) -> Result<Gpt, GptError> {
     let mut sector = [0u8; SECTOR_SIZE];
     disk.read(1, &mut sector)?;
     let alternate = u64_at(&sector, header::ALTERNATE_LBA);
-    let backup_lba = if sector[..8] == SIGNATURE && alternate > 1 && alternate < capacity {
-        alternate
-    } else {
-        capacity - 1
-    };
+    let backup_lba =
+        if sector[..8] == SIGNATURE && alternate > 1 && alternate < capacity { alternate } else { capacity - 1 };
     match read_table(disk, backup_lba, capacity) {
         Ok((header, partitions)) => Ok(Gpt { header, from_backup: true, partitions }),
         Err(GptError::Disk(error)) => Err(GptError::Disk(error)),

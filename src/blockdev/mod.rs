@@ -117,16 +117,13 @@ impl fmt::Display for DiskError {
             Self::NotWholeSectors { len } => {
                 write!(f, "{len} bytes is not a whole number of {SECTOR_SIZE}-byte sectors")
             }
-            Self::OutOfRange { sector, count, capacity } => write!(
-                f,
-                "sectors {sector}..+{count} are beyond the end of a {capacity}-sector disk"
-            ),
+            Self::OutOfRange { sector, count, capacity } => {
+                write!(f, "sectors {sector}..+{count} are beyond the end of a {capacity}-sector disk")
+            }
             Self::ReadOnly => f.write_str("the disk is read-only"),
-            Self::OverlayFull { max_bytes } => write!(
-                f,
-                "the copy-on-write overlay is full ({} KiB)",
-                max_bytes / 1024
-            ),
+            Self::OverlayFull { max_bytes } => {
+                write!(f, "the copy-on-write overlay is full ({} KiB)", max_bytes / 1024)
+            }
             Self::OutOfMemory => f.write_str("out of memory"),
             Self::Device(failure) => write!(f, "physical disk: {failure}"),
         }

@@ -193,10 +193,9 @@ pub enum OpenError {
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoSuchDisk { disk, found } => write!(
-                f,
-                "physical disk {disk} does not exist (found {found} virtio-blk device(s))"
-            ),
+            Self::NoSuchDisk { disk, found } => {
+                write!(f, "physical disk {disk} does not exist (found {found} virtio-blk device(s))")
+            }
             Self::Range { disk, error } => write!(f, "physical disk {disk}: {error}"),
             Self::Gpt { disk, error } => write!(f, "physical disk {disk}: {error}"),
             Self::Claimed(error) => write!(f, "{error}"),
@@ -220,9 +219,8 @@ pub fn open(
     mut alloc: impl FnMut(usize) -> Option<&'static mut [u8]>,
 ) -> Result<VmDisk, OpenError> {
     let id = disk_id(config.name);
-    let physical_disk = |disk: usize| {
-        physical.get(disk).copied().ok_or(OpenError::NoSuchDisk { disk, found: physical.len() })
-    };
+    let physical_disk =
+        |disk: usize| physical.get(disk).copied().ok_or(OpenError::NoSuchDisk { disk, found: physical.len() });
     let (disk, start, sectors) = match config.source {
         DiskSource::Image { bytes, mode } => {
             let ram = match mode {
@@ -243,14 +241,14 @@ pub fn open(
         DiskSource::Partition { disk, start_sector, sectors } => (disk, start_sector, sectors),
         DiskSource::Gpt { disk, partition } => {
             let raw = physical_disk(disk)?;
-            let found = gpt::find_partition(&mut *raw.lock(), partition)
-                .map_err(|error| OpenError::Gpt { disk, error })?;
+            let found =
+                gpt::find_partition(&mut *raw.lock(), partition).map_err(|error| OpenError::Gpt { disk, error })?;
             (disk, found.first_lba, found.sectors())
         }
     };
     let raw = physical_disk(disk)?;
-    let partition = Partition::new(raw, start, sectors, config.read_only, id)
-        .map_err(|error| OpenError::Range { disk, error })?;
+    let partition =
+        Partition::new(raw, start, sectors, config.read_only, id).map_err(|error| OpenError::Range { disk, error })?;
     let claim = Claim { disk, start, end: start + sectors, read_only: config.read_only, vm, name: config.name };
     claims.claim(claim).map_err(OpenError::Claimed)?;
     Ok(VmDisk { backend: DiskBackend::Partition(partition), id, claim: Some(claim) })

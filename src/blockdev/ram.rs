@@ -184,13 +184,9 @@ impl RamDisk {
     fn write_overlay(&mut self, offset: usize, data: &[u8]) -> Result<(), DiskError> {
         let disk_bytes = self.disk_bytes();
         let image = self.image.bytes();
-        let Some(overlay) = &mut self.overlay else {
-            unreachable!("copy-on-write RamDisks always have an overlay")
-        };
+        let Some(overlay) = &mut self.overlay else { unreachable!("copy-on-write RamDisks always have an overlay") };
         // Every chunk touched gets a slot before anything is written, or none does.
-        let missing = Self::pieces(offset, data.len())
-            .filter(|&(chunk, ..)| overlay.slot(chunk).is_none())
-            .count();
+        let missing = Self::pieces(offset, data.len()).filter(|&(chunk, ..)| overlay.slot(chunk).is_none()).count();
         if overlay.map.len() + missing > overlay.slots() {
             return Err(DiskError::OverlayFull { max_bytes: (overlay.slots() * CHUNK_SIZE) as u64 });
         }
@@ -299,10 +295,7 @@ mod tests {
         let mut disk = RamDisk::read_only(image(16));
         let mut buf = [0; SECTOR_SIZE];
         assert_eq!(disk.read(15, &mut buf), Ok(()));
-        assert_eq!(
-            disk.read(16, &mut buf),
-            Err(DiskError::OutOfRange { sector: 16, count: 1, capacity: 16 })
-        );
+        assert_eq!(disk.read(16, &mut buf), Err(DiskError::OutOfRange { sector: 16, count: 1, capacity: 16 }));
         assert_eq!(
             disk.read(u64::MAX, &mut buf),
             Err(DiskError::OutOfRange { sector: u64::MAX, count: 1, capacity: 16 })
@@ -320,7 +313,10 @@ mod tests {
         let pointer = bytes.as_ptr();
         let mut disk = RamDisk::read_write(bytes);
         disk.write(1, &[0xaa; 2 * SECTOR_SIZE]).unwrap();
-        assert_eq!(sectors(&mut disk, 0, 4), [[0; SECTOR_SIZE], [0xaa; SECTOR_SIZE], [0xaa; SECTOR_SIZE], [3; SECTOR_SIZE]].concat());
+        assert_eq!(
+            sectors(&mut disk, 0, 4),
+            [[0; SECTOR_SIZE], [0xaa; SECTOR_SIZE], [0xaa; SECTOR_SIZE], [3; SECTOR_SIZE]].concat()
+        );
         // SAFETY: the image is leaked; the disk holds the only other reference, and this read
         // happens while it is not in use.
         let raw = unsafe { core::slice::from_raw_parts(pointer, 8 * SECTOR_SIZE) };
@@ -349,10 +345,8 @@ mod tests {
         assert_eq!(disk.overlay_bytes(), 8192);
         // A read spanning overlay and image.
         let span = sectors(&mut disk, 6, 12);
-        let want: Vec<u8> = [6, 0x77, 0x77, 9, 10, 11, 12, 13, 14, 15, 16, 17]
-            .iter()
-            .flat_map(|&b| [b; SECTOR_SIZE])
-            .collect();
+        let want: Vec<u8> =
+            [6, 0x77, 0x77, 9, 10, 11, 12, 13, 14, 15, 16, 17].iter().flat_map(|&b| [b; SECTOR_SIZE]).collect();
         assert_eq!(span, want);
         assert_eq!(bytes, pristine.as_slice(), "the image is never written");
 

@@ -93,10 +93,7 @@ fn partitions_are_checked_against_their_disk() {
     let mut claims = Claims::new();
     let mut opened = open("a", &partition("root", 0, 1000, 24, false), &[disk], &mut claims, no_memory).unwrap();
     assert_eq!(opened.capacity_sectors(), 24);
-    assert_eq!(
-        opened.claim,
-        Some(Claim { disk: 0, start: 1000, end: 1024, read_only: false, vm: "a", name: "root" })
-    );
+    assert_eq!(opened.claim, Some(Claim { disk: 0, start: 1000, end: 1024, read_only: false, vm: "a", name: "root" }));
     BlockBackend::write(&mut opened, 23, &[1; SECTOR_SIZE]).unwrap();
     assert_eq!(BlockBackend::write(&mut opened, 24, &[1; SECTOR_SIZE]), Err(BackendError::OutOfRange));
     let mut buf = [0; SECTOR_SIZE];
@@ -168,7 +165,10 @@ fn gpt_partitions_are_found_and_claimed() {
 #[test]
 fn disk_errors_become_backend_errors() {
     assert_eq!(BackendError::from(DiskError::ReadOnly), BackendError::ReadOnly);
-    assert_eq!(BackendError::from(DiskError::OutOfRange { sector: 1, count: 1, capacity: 1 }), BackendError::OutOfRange);
+    assert_eq!(
+        BackendError::from(DiskError::OutOfRange { sector: 1, count: 1, capacity: 1 }),
+        BackendError::OutOfRange
+    );
     for error in [
         DiskError::NotWholeSectors { len: 1 },
         DiskError::OverlayFull { max_bytes: 0 },

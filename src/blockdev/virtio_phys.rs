@@ -4,7 +4,8 @@
 //!
 //! # Shape
 //!
-//! Deliberately small: the modern transport only (version 2, VIRTIO_F_VERSION_1), one split
+//! Deliberately small: the modern transport only (version 2, VIRTIO_F_VERSION_1; QEMU virt
+//! gives the legacy version 1 unless run with `-global virtio-mmio.force-legacy=false`), one split
 //! virtqueue of [`QUEUE_SIZE`] descriptors, one request at a time, polled to completion (the
 //! device's interrupt is never enabled at the GIC). A request is the three-descriptor chain of
 //! §5.2.6 (header, data, status byte); the data descriptor points straight at the caller's
@@ -35,10 +36,10 @@
 //! initialised again fails every later request.
 
 use alloc::vec::Vec;
+use core::fmt;
 use core::mem::offset_of;
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{fence, Ordering};
-use core::fmt;
 
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
@@ -482,9 +483,7 @@ impl VirtioBlk {
         let descriptor = move |index: usize, addr: u64, len: u32, flags: u16, next: u16| {
             // SAFETY: the page is this driver's, and with no request outstanding the device
             // reads no descriptor.
-            unsafe {
-                addr_of_mut!((*page).descriptors[index]).write_volatile(Descriptor { addr, len, flags, next })
-            };
+            unsafe { addr_of_mut!((*page).descriptors[index]).write_volatile(Descriptor { addr, len, flags, next }) };
         };
         // SAFETY: as above, for the header and the status byte.
         unsafe {
@@ -612,10 +611,7 @@ impl RawDisk for VirtioBlk {
 /// [`super::el2_mappings`]), and driven by nothing else for the rest of the program (in
 /// particular not passed through to a VM); each page `alloc_page` returns must be identity-mapped
 /// RAM given away for good.
-pub unsafe fn probe(
-    transports: &[VirtioMmio],
-    mut alloc_page: impl FnMut() -> Option<PhysAddr>,
-) -> Vec<VirtioBlk> {
+pub unsafe fn probe(transports: &[VirtioMmio], mut alloc_page: impl FnMut() -> Option<PhysAddr>) -> Vec<VirtioBlk> {
     let mut disks = Vec::new();
     for transport in transports {
         // SAFETY: the caller guarantees the transport is mapped and ours; the identification

@@ -40,7 +40,12 @@ pub struct GuestDtbSpec<'a> {
     pub gic: Option<GuestGic>,
     /// Host devices passed through to the VM, described as the host's tree describes them.
     pub devices: &'a [GuestDevice],
+    /// Its virtio-mmio transports (block devices): base and INTID of each.
+    pub virtio: &'a [(GuestPhysAddr, u32)],
 }
+
+/// Size of one virtio-mmio transport's register window.
+pub const VIRTIO_MMIO_WINDOW: u64 = 0x200;
 
 /// A passthrough device's node in the guest's tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -240,6 +245,17 @@ pub fn build(spec: &GuestDtbSpec<'_>) -> Result<Vec<u8>, GuestDtbError> {
         fdt.end_node(node)?;
     }
 
+    for &(base, intid) in spec.virtio {
+        let node = fdt.begin_node(&node_name("virtio_mmio", base.as_u64()))?;
+        fdt.property_string("compatible", "virtio,mmio")?;
+        fdt.property_array_u64("reg", &[base.as_u64(), VIRTIO_MMIO_WINDOW])?;
+        if spec.gic.is_some() {
+            fdt.property_array_u32("interrupts", &[GIC_SPI, intid - 32, IRQ_TYPE_LEVEL_HIGH])?;
+        }
+        fdt.property_null("dma-coherent")?;
+        fdt.end_node(node)?;
+    }
+
     let uart = fdt.begin_node(&uart_path[1..])?;
     fdt.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()])?;
     fdt.property_array_u64("reg", &[spec.uart_base.as_u64(), UART_WINDOW])?;
@@ -288,6 +304,7 @@ mod tests {
             initrd: None,
             gic: None,
             devices: &[],
+            virtio: &[],
         }
     }
 

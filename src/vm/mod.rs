@@ -6,6 +6,7 @@
 pub mod config;
 pub mod exit;
 pub mod guest_dtb;
+pub mod guest_ram;
 pub mod inject;
 pub mod mmio;
 pub mod psci;
@@ -21,7 +22,10 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::addr::{AddrRange, GuestPhysAddr};
+use crate::blockdev::config::{guest_disk_base, guest_disk_intid, GUEST_DISK_BASE, GUEST_DISK_STRIDE};
 use crate::vgic::{GicVersion, Vgic};
+use crate::virtio::VirtioBlkDevice;
+use guest_ram::GuestRam;
 use guest_dtb::{GuestGic, GICD_WINDOW, GICR_STRIDE};
 use config::VmConfig;
 use exit::{load_result, MmioAccess, Syndrome, VmExit};
@@ -200,6 +204,11 @@ pub struct VmDevices {
     pub power: Vec<VcpuPower>,
     /// Trapped SMCs are PSCI calls too (else they get NOT_SUPPORTED).
     pub psci_smc: bool,
+    /// Its virtio-mmio block devices: disk n at [`guest_disk_base`]`(n)`, INTID
+    /// [`guest_disk_intid`]`(n)`.
+    pub disks: Vec<VirtioBlkDevice>,
+    /// Its RAM, as the disks' device models reach it.
+    pub guest_ram: Option<GuestRam>,
 }
 
 /// A distributor in its reset state for `vcpus` vCPUs.
@@ -253,6 +262,8 @@ impl VmDevices {
             gic_layout,
             power,
             psci_smc: config.psci_smc,
+            disks: Vec::new(),
+            guest_ram: None,
         }
     }
 
@@ -265,6 +276,17 @@ impl VmDevices {
         for (index, power) in self.power.iter_mut().enumerate() {
             *power = if index == 0 { VcpuPower::On } else { VcpuPower::Off };
         }
+        // The disks' contents (their backends) carry on; their transports start afresh.
+        for disk in &mut self.disks {
+            disk.reset();
+        }
+    }
+
+    /// The disk whose virtio-mmio window holds `ipa`.
+    fn disk_at(&self, ipa: GuestPhysAddr) -> Option<usize> {
+        let offset = ipa.as_u64().checked_sub(GUEST_DISK_BASE.as_u64())?;
+        let index = (offset / GUEST_DISK_STRIDE) as usize;
+        (index < self.disks.len()).then_some(index)
     }
 
     /// Sets the UART's interrupt line in the vGIC to what the UART says; returns the vCPUs to
@@ -522,6 +544,21 @@ impl VmDevices {
             } else {
                 vgic.redist_read(offset, access.size).map(Some)
             }
+        } else if let Some(index) = self.disk_at(access.ipa) {
+            let offset = access.ipa.offset_from(guest_disk_base(index));
+            let result = if access.write {
+                match self.guest_ram.as_mut() {
+                    Some(ram) => self.disks[index].write(offset, access.size, value, ram).map(|()| None),
+                    None => Err(MmioError::BadAccess("the VM's RAM is not reachable by its disks")),
+                }
+            } else {
+                self.disks[index].read(offset, access.size).map(Some)
+            };
+            let asserted = self.disks[index].interrupt_asserted();
+            if let Some(vgic) = self.vgic.as_mut() {
+                kicks |= vgic.set_level(None, guest_disk_intid(index), asserted);
+            }
+            result
         } else if access.write {
             self.mmio.write(access.ipa, access.size, value).map(|()| None)
         } else {

@@ -47,7 +47,9 @@ use crate::mm::pagetable::{MapError, MemoryAttributes, Permissions, Stage2Tables
 use crate::mm::tables::FrameTables;
 use crate::hvconsole::{VcpuRunState, VcpuStatus, VmRunState};
 use crate::sched::{RunQueue, VcpuRef, VcpuState};
+use crate::blockdev::config::{guest_disk_base, guest_disk_intid};
 use crate::vgic::{GicVersion, Kicks, ListRegister, LrState};
+use crate::virtio::VirtioBlkDevice;
 use crate::vm::config::{ImageKind, MemoryPlacement, OnStop, VmConfig, GUEST_RAM_BASE};
 use crate::vm::exit::VmExit;
 use crate::vm::guest_dtb::{self, GuestDevice, GuestDtbSpec, GICC_WINDOW};
@@ -217,6 +219,7 @@ impl Vm {
         frames: &mut FrameAllocator,
         gic: &HostGic,
         device_nodes: Vec<GuestDevice>,
+        disks: Vec<VirtioBlkDevice>,
     ) -> Result<Self, VmBuildError> {
         let size = config.memory_bytes;
         let (host, ipa_base) = match config.memory_placement {
@@ -261,7 +264,11 @@ impl Vm {
             HostGic::V2(_) => GicVersion::V2,
             HostGic::V3(_) => GicVersion::V3,
         };
-        let devices = VmDevices::new(config, ram, crate::console::guest_line, Some(version));
+        let mut devices = VmDevices::new(config, ram, crate::console::guest_line, Some(version));
+        devices.disks = disks;
+        let host_ram = ram_host.start.to_identity_virt().as_mut_ptr();
+        // SAFETY: the VM's RAM was just allocated for it alone and is identity-mapped.
+        devices.guest_ram = Some(unsafe { crate::vm::guest_ram::GuestRam::new(ram, host_ram) });
         let shared = VmShared {
             devices,
             lifecycle: Lifecycle::Running,
@@ -371,6 +378,8 @@ impl Vm {
     /// The last step of loading: the device tree, and the vCPU 0 entry state.
     fn finish_load(&self, shared: &mut VmShared, plan: &LoadPlan) -> Result<(), VmBuildError> {
         let config = self.config;
+        let virtio: Vec<(GuestPhysAddr, u32)> =
+            (0..shared.devices.disks.len()).map(|n| (guest_disk_base(n), guest_disk_intid(n))).collect();
         let dtb = guest_dtb::build(&GuestDtbSpec {
             vm_name: config.name,
             memory: self.ram,
@@ -380,6 +389,7 @@ impl Vm {
             initrd: plan.initrd,
             gic: shared.devices.gic_layout,
             devices: &self.device_nodes,
+            virtio: &virtio,
         })
         .map_err(VmBuildError::Dtb)?;
         if dtb.len() as u64 > DTB_REGION {

@@ -131,7 +131,10 @@ pub fn main(boot: &'static Boot) -> ! {
             capacity == expected,
             format_args!("{capacity} sectors; disk.sectors={expected}"),
         ),
-        None => checks.pass("capacity", format_args!("{capacity} sectors ({} KiB)", capacity / 2)),
+        None => checks.pass(
+            "capacity",
+            format_args!("{capacity} sectors ({} KiB)", capacity / 2),
+        ),
     };
     get_id(&mut checks, &mut disk, options.id);
 
@@ -146,18 +149,36 @@ pub fn main(boot: &'static Boot) -> ! {
         checks.check_that(
             "device is writable (no VIRTIO_BLK_F_RO)",
             !disk.readonly(),
-            if disk.readonly() { "it offers RO but disk.ro is not set" } else { "" },
+            if disk.readonly() {
+                "it offers RO but disk.ro is not set"
+            } else {
+                ""
+            },
         );
     }
     if options.verify_only {
-        verify(&mut checks, &mut disk, buffers, options.seed, span, "pattern from an earlier run");
+        verify(
+            &mut checks,
+            &mut disk,
+            buffers,
+            options.seed,
+            span,
+            "pattern from an earlier run",
+        );
     } else if !options.read_only {
         write_pattern(&mut checks, &mut disk, buffers, options.seed, span);
         match disk.flush() {
             Ok(()) => checks.pass("flush", ""),
             Err(error) => checks.fail("flush", error),
         };
-        verify(&mut checks, &mut disk, buffers, options.seed, span, "pattern read back");
+        verify(
+            &mut checks,
+            &mut disk,
+            buffers,
+            options.seed,
+            span,
+            "pattern read back",
+        );
     }
     past_the_end(&mut checks, &mut disk, buffers, capacity);
 
@@ -281,11 +302,18 @@ fn read_only(checks: &mut GuestChecks, disk: &mut Disk, buffers: Buffers) {
     checks.check_that(
         "device offers VIRTIO_BLK_F_RO",
         disk.readonly(),
-        if disk.readonly() { "" } else { "disk.ro=1 but it is writable" },
+        if disk.readonly() {
+            ""
+        } else {
+            "disk.ro=1 but it is writable"
+        },
     );
     let before = buffers.expected(SECTOR_SIZE);
     if let Err(error) = disk.read_blocks(0, before) {
-        checks.fail("write to a read-only disk refused", format_args!("reading sector 0: {error}"));
+        checks.fail(
+            "write to a read-only disk refused",
+            format_args!("reading sector 0: {error}"),
+        );
         return;
     }
     let attempt = buffers.data(SECTOR_SIZE);
@@ -312,7 +340,13 @@ fn read_only(checks: &mut GuestChecks, disk: &mut Disk, buffers: Buffers) {
 }
 
 /// Writes the pattern over sectors `0..span`.
-fn write_pattern(checks: &mut GuestChecks, disk: &mut Disk, buffers: Buffers, seed: u64, span: u64) {
+fn write_pattern(
+    checks: &mut GuestChecks,
+    disk: &mut Disk,
+    buffers: Buffers,
+    seed: u64,
+    span: u64,
+) {
     const NAME: &str = "pattern written";
     let mut sector = 0;
     while sector < span {
@@ -320,7 +354,10 @@ fn write_pattern(checks: &mut GuestChecks, disk: &mut Disk, buffers: Buffers, se
         let buf = buffers.data(count as usize * SECTOR_SIZE);
         pattern::fill(seed, sector, buf);
         if let Err(error) = disk.write_blocks(sector as usize, buf) {
-            checks.fail(NAME, format_args!("writing {count} sector(s) at {sector}: {error}"));
+            checks.fail(
+                NAME,
+                format_args!("writing {count} sector(s) at {sector}: {error}"),
+            );
             return;
         }
         sector += count;
@@ -329,7 +366,14 @@ fn write_pattern(checks: &mut GuestChecks, disk: &mut Disk, buffers: Buffers, se
 }
 
 /// Reads sectors `0..span` and compares them with the pattern.
-fn verify(checks: &mut GuestChecks, disk: &mut Disk, buffers: Buffers, seed: u64, span: u64, name: &str) {
+fn verify(
+    checks: &mut GuestChecks,
+    disk: &mut Disk,
+    buffers: Buffers,
+    seed: u64,
+    span: u64,
+    name: &str,
+) {
     let mut sector = 0;
     while sector < span {
         let count = (span - sector).min((CHUNK / SECTOR_SIZE) as u64);
@@ -337,7 +381,10 @@ fn verify(checks: &mut GuestChecks, disk: &mut Disk, buffers: Buffers, seed: u64
         let buf = buffers.data(len);
         buf.fill(0);
         if let Err(error) = disk.read_blocks(sector as usize, buf) {
-            checks.fail(name, format_args!("reading {count} sector(s) at {sector}: {error}"));
+            checks.fail(
+                name,
+                format_args!("reading {count} sector(s) at {sector}: {error}"),
+            );
             return;
         }
         let expected = buffers.expected(len);
@@ -358,7 +405,10 @@ fn verify(checks: &mut GuestChecks, disk: &mut Disk, buffers: Buffers, seed: u64
 fn past_the_end(checks: &mut GuestChecks, disk: &mut Disk, buffers: Buffers, capacity: u64) {
     let buf = buffers.data(SECTOR_SIZE);
     match disk.read_blocks(capacity as usize, buf) {
-        Ok(()) => checks.fail("read past the end refused", format_args!("sector {capacity} read")),
+        Ok(()) => checks.fail(
+            "read past the end refused",
+            format_args!("sector {capacity} read"),
+        ),
         Err(error) => checks.pass("read past the end refused", error),
     };
 }
@@ -381,14 +431,24 @@ fn hostile_requests(
         // SAFETY: the driver was dropped, so nothing else drives the transport; the data buffer
         // is ours and unused meanwhile.
         match unsafe { hostile::run(case, &target) } {
-            Ok(outcome) => checks.check_that(format_args!("hostile: {case}"), outcome.refused(), outcome),
-            Err(error) => checks.fail(format_args!("hostile: {case}"), format_args!("raw queue setup: {error}")),
+            Ok(outcome) => {
+                checks.check_that(format_args!("hostile: {case}"), outcome.refused(), outcome)
+            }
+            Err(error) => checks.fail(
+                format_args!("hostile: {case}"),
+                format_args!("raw queue setup: {error}"),
+            ),
         };
     }
 }
 
 /// After the hostile requests, a fresh driver still reads and (unless read-only) writes.
-fn still_works(checks: &mut GuestChecks, transport: &BlockTransport, buffers: Buffers, options: &Options) {
+fn still_works(
+    checks: &mut GuestChecks,
+    transport: &BlockTransport,
+    buffers: Buffers,
+    options: &Options,
+) {
     const NAME: &str = "normal I/O works after the hostile requests";
     let Some(mut disk) = open(checks, transport) else {
         checks.fail(NAME, "the device could not be initialised again");
@@ -404,9 +464,14 @@ fn still_works(checks: &mut GuestChecks, transport: &BlockTransport, buffers: Bu
         }
     }
     match disk.read_blocks(0, buf) {
-        Ok(()) if options.read_only || buf == &expected[..] => {
-            checks.pass(NAME, if options.read_only { "sector 0 read" } else { "sector 0 written and read back" })
-        }
+        Ok(()) if options.read_only || buf == &expected[..] => checks.pass(
+            NAME,
+            if options.read_only {
+                "sector 0 read"
+            } else {
+                "sector 0 written and read back"
+            },
+        ),
         Ok(()) => checks.fail(NAME, "sector 0 read back differs"),
         Err(error) => checks.fail(NAME, format_args!("reading sector 0: {error}")),
     };

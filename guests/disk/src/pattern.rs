@@ -25,5 +25,10 @@ pub fn first_mismatch(expected: &[u8], found: &[u8], first: u64) -> Option<(u64,
         return None;
     }
     let at = expected.iter().zip(found).position(|(e, f)| e != f)?;
-    Some((first + (at / SECTOR_SIZE) as u64, at % SECTOR_SIZE, found[at], expected[at]))
+    Some((
+        first + (at / SECTOR_SIZE) as u64,
+        at % SECTOR_SIZE,
+        found[at],
+        expected[at],
+    ))
 }

@@ -9,9 +9,8 @@ use super::*;
 use crate::blockdev::ram::RamDisk;
 
 /// The Linux filesystem data type GUID, 0FC63DAF-8483-4772-8E79-3D69D8477DE4, as stored.
-pub(crate) const LINUX_DATA: [u8; 16] = [
-    0xaf, 0x3d, 0xc6, 0x0f, 0x83, 0x84, 0x72, 0x47, 0x8e, 0x79, 0x3d, 0x69, 0xd8, 0x47, 0x7d, 0xe4,
-];
+pub(crate) const LINUX_DATA: [u8; 16] =
+    [0xaf, 0x3d, 0xc6, 0x0f, 0x83, 0x84, 0x72, 0x47, 0x8e, 0x79, 0x3d, 0x69, 0xd8, 0x47, 0x7d, 0xe4];
 
 /// Entries in the arrays built here, 128 bytes each: 32 sectors, as partitioning tools write.
 const ENTRIES: usize = 128;
@@ -181,7 +180,10 @@ fn header_checks() {
     let good = build_gpt(DISK, PARTS);
     let header = |image: &[u8]| parse_header(&image[SECTOR_SIZE..2 * SECTOR_SIZE], 1, DISK);
     assert!(header(&good).is_ok());
-    assert_eq!(parse_header(&good[SECTOR_SIZE..2 * SECTOR_SIZE], 2, DISK).err(), Some(GptError::WrongLba { lba: 2, my_lba: 1 }));
+    assert_eq!(
+        parse_header(&good[SECTOR_SIZE..2 * SECTOR_SIZE], 2, DISK).err(),
+        Some(GptError::WrongLba { lba: 2, my_lba: 1 })
+    );
 
     let edit = |offset: usize, bytes: &[u8]| {
         let mut image = good.clone();
@@ -193,7 +195,10 @@ fn header_checks() {
     assert_eq!(edit(12, &513u32.to_le_bytes()), Some(GptError::BadHeaderSize { lba: 1, size: 513 }));
     // Usable range reversed, past the disk, or over the backup header.
     assert_eq!(edit(40, &3000u64.to_le_bytes()), Some(GptError::BadUsableRange { lba: 1, first: 3000, last: 2014 }));
-    assert_eq!(edit(48, &(DISK - 1).to_le_bytes()), Some(GptError::BadUsableRange { lba: 1, first: 34, last: DISK - 1 }));
+    assert_eq!(
+        edit(48, &(DISK - 1).to_le_bytes()),
+        Some(GptError::BadUsableRange { lba: 1, first: 34, last: DISK - 1 })
+    );
     assert_eq!(edit(40, &1u64.to_le_bytes()), Some(GptError::BadUsableRange { lba: 1, first: 1, last: 2014 }));
     // Entry arrays: too small an entry, not a power of two, too many, inside the usable range,
     // off the disk, over the header itself.
@@ -221,7 +226,10 @@ fn entry_checks() {
     };
     assert_eq!(check(&[("a", 34, 2014)]), None);
     assert_eq!(check(&[("a", 33, 100)]), Some(GptError::BadEntry { index: 0, first: 33, last: 100 }));
-    assert_eq!(check(&[("a", 34, 100), ("b", 200, 2015)]), Some(GptError::BadEntry { index: 1, first: 200, last: 2015 }));
+    assert_eq!(
+        check(&[("a", 34, 100), ("b", 200, 2015)]),
+        Some(GptError::BadEntry { index: 1, first: 200, last: 2015 })
+    );
     assert_eq!(check(&[("a", 100, 99)]), Some(GptError::BadEntry { index: 0, first: 100, last: 99 }));
     assert_eq!(check(&[("a", 34, 100), ("b", 100, 200)]), Some(GptError::Overlap { index: 1, other: 0 }));
     assert_eq!(check(&[("a", 50, 100), ("b", 34, 2014)]), Some(GptError::Overlap { index: 1, other: 0 }));
