@@ -118,6 +118,16 @@ def make_disks(scenario):
             continue
         with open(path, "wb") as f:
             f.truncate(disk["size_mb"] << 20)
+        files = disk.get("ext4_files")
+        if files is not None:
+            # An ext4 filesystem made on the host, holding `files` (name -> text).
+            import tempfile
+            with tempfile.TemporaryDirectory() as tree:
+                for name, text in files.items():
+                    with open(os.path.join(tree, name), "w") as f:
+                        f.write(text)
+                subprocess.run(["mkfs.ext4", "-q", "-F", "-d", tree, path], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
 
 def check_disks(scenario):
@@ -133,6 +143,14 @@ def check_disks(scenario):
             problems.append(f"{want['path']}: {len(bad)} sector(s) from {want['start']} lack the seed-{want['seed']} pattern (first: guest sector {bad[0]})")
         else:
             print(f"    {want['path']}: sectors {want['start']}..{want['start'] + want['sectors']} hold the seed-{want['seed']} pattern")
+    for want in scenario.get("ext4_file", []):
+        # A file the guest wrote, read back from the host image with debugfs.
+        got = subprocess.run(["debugfs", "-R", f"cat /{want['file']}", os.path.join(ROOT, want["path"])],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+        if got != want["text"]:
+            problems.append(f"{want['path']}: /{want['file']} holds {got!r}, not {want['text']!r}")
+        else:
+            print(f"    {want['path']}: /{want['file']} holds what the guest wrote")
     for want in scenario.get("disk_zero", []):
         with open(os.path.join(ROOT, want["path"]), "rb") as f:
             f.seek(want["start"] * 512)
@@ -221,6 +239,7 @@ def main(argv):
     for s in scenarios:
         name = s["name"]
         print(f"--- scenario {name}: {s.get('about', '')}", flush=True)
+        make_disks(s)
         status, build_out, image = build(s)
         if "build_fails" in s:
             problems = []
@@ -237,7 +256,6 @@ def main(argv):
             problems = [f"missing {missing}: run scripts/setup.sh, which makes it"]
             text, elapsed = build_out, 0.0
         else:
-            make_disks(s)
             text, timed_out, elapsed = run_qemu(s, image)
             problems = check(s, text, timed_out) + check_disks(s)
         with open(os.path.join(LOG_DIR, f"{name}.log"), "w") as f:
