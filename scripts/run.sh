@@ -20,9 +20,21 @@ while [ $# -gt 0 ]; do
     esac
 done
 IMAGE="$(bash "$ROOT/scripts/build.sh" "${BUILD_ARGS[@]}" | tail -n 1)"
+DISK=()
 case "$PLATFORM" in
     qemu-virt)
-        MACHINE=(-M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 2 -m 1G) ;;
+        MACHINE=(-M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 2 -m 1G)
+        # The physical virtio-blk disk Bulkhead splits among VMs (the demo's Linux mounts a
+        # partition of it): an ext4 image, made once and kept, so what you write persists.
+        disk="$ROOT/target/demo/disk.img"
+        if [ ! -f "$disk" ]; then
+            mkdir -p "$ROOT/target/demo/files"
+            echo "hello from the host" > "$ROOT/target/demo/files/hello.txt"
+            truncate -s 32M "$disk"
+            mkfs.ext4 -q -F -d "$ROOT/target/demo/files" "$disk"
+            echo "run: made $disk (ext4, 32 MiB)" >&2
+        fi
+        DISK=(-global virtio-mmio.force-legacy=false -drive "if=none,id=d0,file=$disk,format=raw" -device virtio-blk-device,drive=d0) ;;
     rpi4)
         # Fixed board: 4 Cortex-A72 cores at EL2, 2 GiB, the image at 0x80000; UART0 on stdio.
         dtb="$ROOT/target/rpi4/bcm2711-rpi-4-b.dtb"
@@ -32,4 +44,4 @@ case "$PLATFORM" in
         echo "run.sh: no QEMU machine for platform $PLATFORM" >&2; exit 2 ;;
 esac
 echo "run: booting $IMAGE (Ctrl-A X quits)" >&2
-exec qemu-system-aarch64 "${MACHINE[@]}" -nographic -nic none -kernel "$IMAGE" "${QEMU_EXTRA[@]}"
+exec qemu-system-aarch64 "${MACHINE[@]}" -nographic -nic none -kernel "$IMAGE" "${DISK[@]}" "${QEMU_EXTRA[@]}"
