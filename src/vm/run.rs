@@ -520,7 +520,8 @@ impl Vm {
         }
         if restart {
             shared.devices.reset(self.config);
-            shared.lifecycle = Lifecycle::Loading { cpu, done: 0 };
+            // The CPU of vCPU 0 reloads it: the VM's own CPU, not a bystander's.
+            shared.lifecycle = Lifecycle::Loading { cpu: placement(self.config, 0), done: 0 };
             return;
         }
         self.finish_stop(shared);
@@ -640,6 +641,8 @@ pub struct CpuRuntime {
     lr_count: usize,
     /// VMs this CPU is reloading (see [`Lifecycle::Loading`]).
     reloading: Vec<usize>,
+    /// Counter value before which no reload chunk is done.
+    next_reload: u64,
 }
 
 impl CpuRuntime {
@@ -668,7 +671,7 @@ impl CpuRuntime {
             }
         }
         let lr_count = gic.list_register_count().min(MAX_LIST_REGISTERS);
-        Self { index, gic, vms, run_queue, vcpus, loaded: None, lr_count, reloading: Vec::new() }
+        Self { index, gic, vms, run_queue, vcpus, loaded: None, lr_count, reloading: Vec::new(), next_reload: 0 }
     }
 
     /// Runs this CPU's vCPUs forever.
@@ -710,8 +713,17 @@ impl CpuRuntime {
         }
     }
 
-    /// Does one chunk of each VM this CPU is reloading.
+    /// Does one chunk of each VM this CPU is reloading, at most once per [`RELOAD_POLL_US`]: the
+    /// other vCPUs of this CPU may exit often, and each exit must not cost a chunk.
     fn reload_step(&mut self) {
+        if self.reloading.is_empty() {
+            return;
+        }
+        let now = cpu::counter();
+        if now < self.next_reload {
+            return;
+        }
+        self.next_reload = now + RELOAD_POLL_US * cpu::counter_frequency() / 1_000_000;
         let vms = self.vms;
         self.reloading.retain(|&index| {
             let vm = &vms[index];
