@@ -4,18 +4,19 @@
 #
 #   scripts/bench.sh
 #
-# It builds Bulkhead three times with scripts/build.sh (tests/configs/bench.toml: the bench
-# guest alone on cpu0; tests/configs/bench-switch.toml: the same with two vCPUs on cpu0; the
-# default demo, for the footprint), then boots, under QEMU TCG with `-icount shift=0,sleep=off`
-# on a 1-CPU virt board, the bench guest in a Bulkhead VM, the bench guest natively (QEMU starts
-# it at EL2; it drops to EL1 over a minimal EL2 of its own), and the two-vCPU VM; and boots the
-# default demo (without icount) for the hypervisor's memory line. Every console log is kept in
-# target/bench/. Performance is measured here, not in scripts/test.sh; the `bench` scenario only
+# It builds Bulkhead with scripts/build.sh for tests/configs/bench.toml (the bench guest alone on
+# cpu0), tests/configs/bench-switch.toml (the same with two vCPUs on cpu0), guests/linux/vm.toml
+# and the default demo (for the footprint), then boots under QEMU TCG with
+# `-icount shift=0,sleep=off` on a 1-CPU virt board: the bench guest in a Bulkhead VM, the bench
+# guest natively (QEMU starts it at EL2; it drops to EL1 over a minimal EL2 of its own), and the
+# two-vCPU VM; then, on the wall clock, Linux to its init marker under Bulkhead and directly on
+# QEMU, and the default demo up to the hypervisor's memory line. Every console log is kept in
+# target/bench/. Performance is measured here, not in scripts/test.sh: the `bench` scenario only
 # checks that the guest's paths still work.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 case "${1:-}" in
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     "") ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
 esac
@@ -26,48 +27,65 @@ OUT="$ROOT/target/bench"
 mkdir -p "$OUT"
 
 # build CONFIG NAME: builds Bulkhead with CONFIG and keeps its image and ELF as $OUT/NAME.{img,elf}
-# (the next build overwrites target/qemu-virt/).
+# (the next build overwrites target/qemu-virt/). A failed build leaves neither: its figures are
+# then reported as not measured.
 build() {
     local image
-    image="$(bash "$ROOT/scripts/build.sh" --config "$1" | tail -n 1)"
-    cp "$image" "$OUT/$2.img"
-    cp "$(dirname "$image")/bulkhead.elf" "$OUT/$2.elf"
+    rm -f "$OUT/$2.img" "$OUT/$2.elf"
+    if image="$(bash "$ROOT/scripts/build.sh" --config "$1" | tail -n 1)"; then
+        cp "$image" "$OUT/$2.img"
+        cp "$(dirname "$image")/bulkhead.elf" "$OUT/$2.elf"
+    else
+        echo "bench: building with $1 failed: its figures are not measured" >&2
+    fi
 }
+# The bench VM's disk (tests/configs/bench.toml): 64 KiB of zeros, bundled read-only.
+[ -f "$OUT/disk.img" ] || truncate -s 64K "$OUT/disk.img"
 build tests/configs/bench.toml bench
+[ -f "$OUT/bench.img" ] || { echo "bench: the bench guest's build failed" >&2; exit 1; }
 build tests/configs/bench-switch.toml switch
+build guests/linux/vm.toml linux
 build platform/qemu-virt/vms.toml demo
 cp target/guests/bench "$OUT/native.elf"
 
 python3 - "$ROOT" "$OUT" <<'PYTHON'
-"""Boots the images bench.sh built, reads the figures, prints the table, writes bench.json."""
+"""Boots what bench.sh built, reads the figures, prints the table, writes target/bench.json."""
 import json
 import os
 import re
 import selectors
+import statistics
 import subprocess
 import sys
 import time
 import tomllib
 
 ROOT, OUT = sys.argv[1], sys.argv[2]
-BOARD = ["-M", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a72", "-m", "1G"]
-# 1 ns of QEMU's virtual clock per instruction, and no time jumps while the CPU works: the
+BOARD = ["-M", "virt,virtualization=on,gic-version=3", "-cpu", "cortex-a72"]
+# One nanosecond of QEMU's virtual clock per instruction, and no jumps while a CPU works: the
 # PMU's INST_RETIRED exists, and every count is exact and repeatable.
 ICOUNT = ["-icount", "shift=0,sleep=off"]
 TIMEOUT = 300
 BENCH = re.compile(r"^(?:\[[a-z0-9_-]+\] )?BENCH (\S+)((?: \S+=\S+)*)\s*$")
 SUMMARY = re.compile(r"SUMMARY: (\d+) passed, (\d+) failed")
+LINUX_MARKER = "LINUX-INIT: reached init"
+LINUX_PAIRS = 3
+
+
+def log(message):
+    print(f"bench: {message}", file=sys.stderr)
 
 
 def boot(name, args, until=None, timeout=TIMEOUT):
-    """Runs QEMU with `args` until it exits (or prints `until`), keeps the log, returns it."""
+    """Runs QEMU with `args` until it exits (or prints `until`); keeps the log. Returns the
+    console text and the wall-clock seconds until `until` appeared (None if it did not)."""
     cmd = ["qemu-system-aarch64", *args, "-nographic", "-nic", "none"]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
-    output = b""
+    output, seen = b"", None
     while time.monotonic() - start < timeout:
         if not sel.select(timeout=1.0):
             if proc.poll() is not None:
@@ -77,34 +95,38 @@ def boot(name, args, until=None, timeout=TIMEOUT):
         if not chunk:
             break
         output += chunk
-        if until and until.encode() in output and output.endswith(b"\n"):
-            break
+        if until and seen is None and until.encode() in output:
+            seen = time.monotonic() - start
+        if seen is not None and b"\n" in output[output.index(until.encode()):]:
+            break  # the rest of the marker's line is in
     else:
-        print(f"bench: {name}: timed out after {timeout} s", file=sys.stderr)
+        log(f"{name}: timed out after {timeout} s")
     if proc.poll() is None:
         proc.kill()
     proc.wait()
     text = output.decode("utf-8", "replace").replace("\r\n", "\n")
     with open(os.path.join(OUT, f"{name}.log"), "w") as f:
         f.write(text)
-    print(f"bench: {name}: {time.monotonic() - start:.1f} s, log in target/bench/{name}.log",
-          file=sys.stderr)
-    return text
+    log(f"{name}: {time.monotonic() - start:.1f} s, console in target/bench/{name}.log")
+    return text, seen
 
 
 def figures(name, text):
-    """The BENCH lines of a run, by figure name; complains about failed checks."""
+    """The BENCH lines of a run, by figure name; says so when the guest's checks failed."""
     found = {}
     for line in text.splitlines():
         m = BENCH.match(line.strip())
         if m:
-            found[m.group(1)] = {k: (int(v) if v.isdigit() else v)
+            found[m.group(1)] = {k: int(v) if v.isdigit() else v
                                  for k, v in (kv.split("=", 1) for kv in m.group(2).split())}
     summaries = SUMMARY.findall(text)
     if not summaries or summaries[-1][1] != "0":
-        print(f"bench: {name}: the guest did not finish cleanly (see target/bench/{name}.log)",
-              file=sys.stderr)
+        log(f"{name}: the guest did not finish cleanly (see target/bench/{name}.log)")
     return found
+
+
+def exists(name):
+    return os.path.exists(os.path.join(OUT, name))
 
 
 def sections(elf):
@@ -119,44 +141,89 @@ def sections(elf):
     return sizes
 
 
-def embedded_image_bytes(config):
-    """Bytes of the VM images a config compiles into .rodata (ELFs are flattened, as objcopy
-    -O binary does)."""
+def bundled_bytes(config):
+    """Bytes of the files a VM config compiles into the image's .rodata: each VM's image (an
+    ELF flattened, as objcopy -O binary does), initrd and image disks."""
     with open(config, "rb") as f:
         vms = tomllib.load(f).get("vm", [])
-    total = 0
+    here = os.path.dirname(config)
+    files = []
     for vm in vms:
-        image = os.path.normpath(os.path.join(os.path.dirname(config), vm["image"]))
-        with open(image, "rb") as f:
+        files.append(vm["image"])
+        files += [vm["initrd"]] if "initrd" in vm else []
+        files += [d["image"] for d in vm.get("disks", []) if d.get("source") == "image"]
+    total = 0
+    for file in files:
+        path = os.path.normpath(os.path.join(here, file))
+        with open(path, "rb") as f:
             is_elf = f.read(4) == b"\x7fELF"
         if is_elf:
             flat = os.path.join(OUT, "flat.bin")
-            subprocess.run(["aarch64-linux-gnu-objcopy", "-O", "binary", image, flat], check=True)
+            subprocess.run(["aarch64-linux-gnu-objcopy", "-O", "binary", path, flat], check=True)
             total += os.path.getsize(flat)
             os.remove(flat)
         else:
-            total += os.path.getsize(image)
+            total += os.path.getsize(path)
     return total
 
 
-vm = figures("vm", boot("vm", [*BOARD, "-smp", "1", *ICOUNT, "-kernel", f"{OUT}/bench.img"]))
-native = figures("native", boot("native", [*BOARD, "-smp", "1", *ICOUNT,
-                                           "-kernel", f"{OUT}/native.elf"]))
-switch = figures("switch", boot("switch", [*BOARD, "-smp", "1", *ICOUNT,
-                                           "-kernel", f"{OUT}/switch.img"]))
-demo = boot("demo", [*BOARD, "-smp", "2", "-kernel", f"{OUT}/demo.img"], until="hypervisor memory:",
-            timeout=120)
-memory = re.search(r"hypervisor memory: (\d+) bytes \(image (\d+), heap in use (\d+)\)", demo)
-size = sections(f"{OUT}/demo.elf")
-images = embedded_image_bytes(os.path.join(ROOT, "platform/qemu-virt/vms.toml"))
+# --- the bench guest: in a VM, natively, and with two vCPUs on one CPU (all under icount) ----------
+vm = figures("vm", boot("vm", [*BOARD, "-smp", "1", "-m", "1G", *ICOUNT,
+                               "-kernel", f"{OUT}/bench.img"])[0])
+native = figures("native", boot("native", [*BOARD, "-smp", "1", "-m", "1G", *ICOUNT,
+                                           "-kernel", f"{OUT}/native.elf"])[0])
+switch = {}
+if exists("switch.img"):
+    switch = figures("switch", boot("switch", [*BOARD, "-smp", "1", "-m", "1G", *ICOUNT,
+                                               "-kernel", f"{OUT}/switch.img"])[0])
 
-# name, unit, where it comes from
-MEASURED = [
+# --- Linux to its init marker, under Bulkhead and directly on QEMU, alternately (wall clock) ------
+linux_config = os.path.join(ROOT, "guests/linux/vm.toml")
+kernel = os.path.join(ROOT, "target/linux/Image")
+initrd = os.path.join(ROOT, "target/linux/initramfs.cpio.gz")
+linux = None
+if exists("linux.img") and os.path.exists(kernel) and os.path.exists(initrd):
+    with open(linux_config, "rb") as f:
+        linux_vm = tomllib.load(f)["vm"][0]
+    smp = str(len(linux_vm.get("cpus", [0])))
+    under, direct = [], []
+    for n in range(LINUX_PAIRS):
+        _, seconds = boot(f"linux-bulkhead-{n}", [*BOARD, "-smp", smp, "-m", "1G",
+                                                  "-kernel", f"{OUT}/linux.img"], until=LINUX_MARKER)
+        under.append(seconds)
+        _, seconds = boot(f"linux-native-{n}", [
+            "-M", "virt,gic-version=3", "-cpu", "cortex-a72", "-smp", smp,
+            "-m", linux_vm["memory"], "-kernel", kernel, "-initrd", initrd,
+            "-append", linux_vm.get("bootargs", "")], until=LINUX_MARKER)
+        direct.append(seconds)
+    if None not in under and None not in direct:
+        linux = (statistics.median(under), statistics.median(direct))
+
+# --- the default demo: footprint, and the hypervisor's memory once its VMs are built -------------
+demo_config = os.path.join(ROOT, "platform/qemu-virt/vms.toml")
+memory, size, bundled = None, {}, 0
+if exists("demo.img"):
+    # The physical virtio-blk disk the demo's Linux takes a partition of (as scripts/run.sh).
+    disk = os.path.join(OUT, "demo-disk.img")
+    if not os.path.exists(disk):
+        with open(disk, "wb") as f:
+            f.truncate(32 << 20)
+    text, _ = boot("demo", [*BOARD, "-smp", "2", "-m", "1G", "-kernel", f"{OUT}/demo.img",
+                            "-global", "virtio-mmio.force-legacy=false",
+                            "-drive", f"if=none,id=d0,file={disk},format=raw",
+                            "-device", "virtio-blk-device,drive=d0"],
+                   until="hypervisor memory:", timeout=120)
+    memory = re.search(r"hypervisor memory: (\d+) bytes", text)
+    size = sections(f"{OUT}/demo.elf")
+    bundled = bundled_bytes(demo_config)
+
+# --- the table ------------------------------------------------------------------------------------
+MEASURED = [  # name, unit, the run it comes from
     ("null_hvc", "instructions", vm),
     ("psci_version", "instructions", vm),
     ("mmio_read_gicd", "instructions", vm),
     ("mmio_write_gicd", "instructions", vm),
-    ("mmio_read_virtio", "instructions", None),
+    ("mmio_read_virtio", "instructions", vm),
     ("gicd_isenabler_write", "instructions", vm),
     ("self_sgi_to_handler", "instructions", vm),
     ("self_sgi_to_return", "instructions", vm),
@@ -164,27 +231,29 @@ MEASURED = [
     ("vcpu_switch", "instructions", switch),
     ("blk_read_4k", "instructions", None),
     ("blk_seq_64k", "KiB per million instructions", None),
-    ("linux_boot_ratio", "ratio", None),
 ]
 MISSING = {
-    "mmio_read_virtio": "needs a virtio-mmio device in VMs (the virtio issue: not wired into src/vm yet)",
-    "blk_read_4k": "needs a virtio-blk disk in VMs and a driver in the bench guest (the virtio issue)",
-    "blk_seq_64k": "needs a virtio-blk disk in VMs and a driver in the bench guest (the virtio issue)",
-    "linux_boot_ratio": "needs a Linux guest with an init marker (the Linux guest issue)",
+    "blk_read_4k": "needs a virtio-blk driver in the bench guest (virtio-drivers, as guests/disk "
+                   "uses) and a repeatable native baseline: QEMU completes requests asynchronously",
+    "blk_seq_64k": "as blk_read_4k",
 }
 NOTES = {
     "vtimer_latency": "CNTVCT_EL0 in the handler minus CNTV_CVAL_EL0, in ns (= instructions under "
-                      "icount shift=0; 16 ns resolution: one 62.5 MHz tick)",
+                      "icount shift=0; 16 ns resolution: one 62.5 MHz tick); EL2 counted from arming",
     "vcpu_switch": "half an SGI round trip between two vCPUs on one CPU; no native equivalent",
-    "first_guest_instruction": "CNTPCT_EL0 at the guest's first instruction, in ns of the "
+    "mmio_read_virtio": "MagicValue of the VM's disk (natively: QEMU virt's first transport)",
+    "first_guest_instruction": "CNTPCT_EL0 at the bench guest's first instruction, in ns of the "
                                "virtual clock (= instructions since power-on under icount)",
-    "rodata_bytes": f".rodata less the {images} bytes of VM images the demo config compiles in",
-    "text_bytes": ".text of the default demo build, padded to 4 KiB by the linker script",
-    "hyp_memory_bytes": "default demo: image (with its .bss, stacks and 256 KiB early heap) "
-                        "+ heap in use after the VMs are built",
+    "linux_boot_ratio": "wall clock from QEMU start to 'LINUX-INIT: reached init', Bulkhead / "
+                        f"direct, medians of {LINUX_PAIRS} alternating boots",
+    "text_bytes": ".text of the default demo build (padded to 4 KiB by the linker script)",
+    "rodata_bytes": f".rodata of the default demo build less the {bundled} bytes of VM images, "
+                    "initrds and disk images compiled in",
+    "hyp_memory_bytes": "default demo: the image (with its .bss, stacks and 256 KiB early heap, "
+                        f"less the {bundled} bytes of VM files it bundles) + heap in use once "
+                        "the VMs are built ('hypervisor memory:' log line)",
 }
-# The issue's targets: (bound, which field it bounds).
-TARGETS = {
+TARGETS = {  # the issue's: (bound, the field it bounds)
     "null_hvc": (100, "bulkhead_el2"),
     "mmio_read_gicd": (150, "bulkhead_el2"),
     "gicd_isenabler_write": (300, "bulkhead_el2"),
@@ -194,49 +263,55 @@ TARGETS = {
     "text_bytes": (128 * 1024, "total"),
 }
 
+
+def row(name, unit, total=None, el2=None, native_value=None, note=None):
+    r = {"name": name, "bulkhead_el2": el2, "total": total, "native": native_value, "unit": unit}
+    if note:
+        r["note"] = note
+    return r
+
+
 rows = []
 for name, unit, source in MEASURED:
-    row = {"name": name, "bulkhead_el2": None, "total": None, "native": None, "unit": unit}
     if source is None:
-        row["note"] = MISSING[name]
+        rows.append(row(name, unit, note=MISSING[name]))
     elif name in source:
         got = source[name]
-        row["total"] = got.get("total")
-        row["bulkhead_el2"] = got.get("el2")
-        row["repeatable"] = got.get("min") == got.get("max")
-        if name in native:
-            row["native"] = native[name].get("total")
+        r = row(name, unit, got.get("total"), got.get("el2"), native.get(name, {}).get("total"))
+        r["repeatable"] = got.get("min") == got.get("max")
+        rows.append(r)
     else:
-        row["note"] = "not measured: see target/bench/ for the run's log"
-    rows.append(row)
-
-text, rodata = size.get(".text"), size.get(".rodata")
-footprint = [
-    ("text_bytes", text),
-    ("rodata_bytes", rodata - images if rodata is not None else None),
+        rows.append(row(name, unit, note="not measured: see the runs' logs in target/bench/"))
+if linux:
+    rows.append(row("linux_boot_ratio", "ratio", round(linux[0] / linux[1], 3),
+                    note=NOTES["linux_boot_ratio"] + f" ({linux[0]:.2f} s / {linux[1]:.2f} s)"))
+else:
+    rows.append(row("linux_boot_ratio", "ratio",
+                    note="not measured: needs target/linux/ (scripts/setup.sh runs "
+                         "guests/linux/fetch.sh) and a Linux build; see target/bench/"))
+rodata = size.get(".rodata")
+for name, value in [
+    ("text_bytes", size.get(".text")),
+    ("rodata_bytes", rodata - bundled if rodata is not None else None),
     ("data_bytes", size.get(".data")),
     ("bss_bytes", size.get(".bss")),
-    ("hyp_memory_bytes", int(memory.group(1)) if memory else None),
-]
-for name, value in footprint:
-    rows.append({"name": name, "bulkhead_el2": None, "total": value, "native": None,
-                 "unit": "bytes"})
-first = {"name": "first_guest_instruction", "bulkhead_el2": None,
-         "total": vm.get("first_guest_instruction", {}).get("total"),
-         "native": native.get("first_guest_instruction", {}).get("total"),
-         "unit": "instructions"}
-rows.append(first)
+    ("hyp_memory_bytes", int(memory.group(1)) - bundled if memory else None),
+]:
+    rows.append(row(name, "bytes", value,
+                    note=None if value is not None else "not measured: the default demo's build "
+                                                        "or boot failed (see target/bench/)"))
+rows.append(row("first_guest_instruction", "instructions",
+                vm.get("first_guest_instruction", {}).get("total"),
+                native_value=native.get("first_guest_instruction", {}).get("total")))
 
-for row in rows:
-    name = row["name"]
-    if name in NOTES and "note" not in row:
-        row["note"] = NOTES[name]
-    if name in TARGETS:
-        bound, field = TARGETS[name]
-        row["target"] = bound
-        row["target_of"] = field
-        if row[field] is not None:
-            row["meets_target"] = row[field] <= bound
+for r in rows:
+    if r["name"] in NOTES and "note" not in r:
+        r["note"] = NOTES[r["name"]]
+    if r["name"] in TARGETS:
+        bound, field = TARGETS[r["name"]]
+        r["target"], r["target_of"] = bound, field
+        if r[field] is not None:
+            r["meets_target"] = r[field] <= bound
 
 with open(os.path.join(ROOT, "target", "bench.json"), "w") as f:
     json.dump(rows, f, indent=2)
@@ -247,12 +322,12 @@ def cell(value):
     return "-" if value is None else f"{value}"
 
 
-def target_cell(row):
-    if "target" not in row:
+def target_cell(r):
+    if "target" not in r:
         return ""
-    which = "EL2" if row["target_of"] == "bulkhead_el2" else "total"
-    verdict = {True: " ok", False: " MISSED"}.get(row.get("meets_target"), "")
-    return f"<= {row['target']} {which}{verdict}"
+    which = "EL2" if r["target_of"] == "bulkhead_el2" else "total"
+    verdict = {True: " ok", False: " MISSED"}.get(r.get("meets_target"), "")
+    return f"<= {r['target']} {which}{verdict}"
 
 
 header = ("figure", "Bulkhead EL2", "total", "native", "unit", "target")
@@ -262,15 +337,15 @@ table = [header] + [(r["name"] + ("" if r.get("repeatable", True) else " ~"),
 widths = [max(len(line[i]) for line in table) for i in range(len(header))]
 print()
 print("Bulkhead benchmarks: QEMU TCG -icount shift=0,sleep=off, cortex-a72, 1 vCPU, GICv3")
-print("(EL2 = instructions Bulkhead executed; total = what the guest observed; native = the")
-print(" same code on bare QEMU at EL1 over a minimal EL2; ~ = runs differed)")
+print("(Bulkhead EL2: instructions the hypervisor executed; total: what the guest observed;")
+print(" native: the same guest code on bare QEMU over a minimal EL2; ~: the runs differed)")
 for i, line in enumerate(table):
     print("  ".join(c.rjust(w) if 0 < k < 4 else c.ljust(w)
                     for k, (c, w) in enumerate(zip(line, widths))).rstrip())
     if i == 0:
         print("  ".join("-" * w for w in widths))
-for row in rows:
-    if row["total"] is None and "note" in row:
-        print(f"{row['name']}: {row['note']}")
+for r in rows:
+    if r["total"] is None and "note" in r:
+        print(f"{r['name']}: {r['note']}")
 print("wrote target/bench.json")
 PYTHON

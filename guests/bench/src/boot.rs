@@ -12,7 +12,7 @@
 //! 3. at EL2 (QEMU `-M virt,virtualization=on` loaded the ELF and jumped to it, nothing set up)
 //!    it records [`BOOT_EL`] = 2 and becomes its own minimal hypervisor, then drops to EL1:
 //!    - CPTR_EL2: nothing trapped (FP/SIMD included: guest-common's Rust uses it);
-//!    - VBAR_EL2: [`__bench_el2_vectors`], which answers HVC and parks on anything else;
+//!    - VBAR_EL2: `__bench_el2_vectors`, which answers HVC and parks on anything else;
 //!    - HCR_EL2: RW only (EL1 is AArch64). No stage 2, no traps, physical interrupts go to EL1;
 //!      SMC goes to QEMU's PSCI firmware;
 //!    - CNTHCTL_EL2: EL1 may use the physical counter and timer; CNTVOFF_EL2 = 0;

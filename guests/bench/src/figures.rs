@@ -1,7 +1,7 @@
 //! The figures, in the order they run, each followed by the check that its path works.
 //!
 //! A measured operation sits between two readings of both event counters in one `asm!` block
-//! ([`timed!`]), so nothing the compiler schedules lands inside; the cost of the readings
+//! (`timed!`), so nothing the compiler schedules lands inside; the cost of the readings
 //! themselves (the same block with nothing between them, [`Bench::overhead`]) is subtracted.
 //! Figures that end in the IRQ handler take its reading from the handler's [`IrqRecord`].
 
@@ -88,7 +88,7 @@ struct Bench {
     checks: GuestChecks,
     /// The counters are ours and count instructions.
     counting: bool,
-    /// What [`timed!`] retires with nothing to time.
+    /// What `timed!` retires with nothing to time.
     overhead: Count,
     /// `bench.only`: the figures to run (all if `None`).
     only: Option<&'static str>,
@@ -191,6 +191,7 @@ pub fn main(boot: &'static Boot) -> ! {
             None
         }
     };
+    virtio(&mut bench, boot, mode);
     if let Some(gic) = gic {
         distributor(&mut bench, gic);
         if gic.version() == GicVersion::V3 {
@@ -292,6 +293,51 @@ fn distributor(bench: &mut Bench, gic: &Gic) {
         let enabled = gicd.isenabler[spi_register].get() & spi_bit != 0;
         gicd.icenabler[spi_register].set(spi_bit);
         (readings, if enabled { Ok(()) } else { Err("ISENABLER1 bit 0 reads 0") })
+    });
+}
+
+/// virtio-mmio MagicValue: "virt" in little-endian ASCII (VIRTIO 1.2, 4.2.2).
+const VIRTIO_MAGIC: u32 = 0x7472_6976;
+/// QEMU virt's first virtio-mmio transport, where the native run reads (there is no device tree
+/// then; every transport answers its identification registers, with or without a device).
+const QEMU_VIRT_FIRST_VIRTIO: usize = 0x0a00_0000;
+
+/// The first `virtio,mmio` node of the device tree that is not disabled.
+fn first_virtio_transport(boot: &Boot) -> Option<usize> {
+    let dt = boot.device_tree.as_ref().ok()?;
+    dt.fdt()
+        .all_nodes()
+        .filter(|node| node.compatible().is_some_and(|c| c.all().any(|s| s == "virtio,mmio")))
+        .filter(|node| {
+            node.property("status")
+                .and_then(|p| p.as_str())
+                .is_none_or(|s| s == "okay" || s == "ok")
+        })
+        .find_map(|node| node.reg()?.next())
+        .map(|reg| reg.starting_address as usize)
+}
+
+fn virtio(bench: &mut Bench, boot: &Boot, mode: Option<Mode>) {
+    const NAME: &str = "mmio_read_virtio";
+    if !bench.wanted(NAME) {
+        return;
+    }
+    let base = match (first_virtio_transport(boot), mode) {
+        (Some(base), _) => base,
+        (None, Some(Mode::Native)) => QEMU_VIRT_FIRST_VIRTIO,
+        (None, _) => {
+            println!("SKIP: {NAME} (the VM has no virtio-mmio device: give it a disk)");
+            return;
+        }
+    };
+    bench.simple(NAME, "a virtio-mmio MagicValue load reads \"virt\"", |counting| {
+        let value: u32;
+        // SAFETY: one aligned 32-bit load of a virtio-mmio transport's MagicValue (the device
+        // tree's, or QEMU virt's first), which has no side effects.
+        let readings = unsafe {
+            timed!(counting, ["ldr {v:w}, [{a}]"], a = in(reg) base, v = out(reg) value,)
+        };
+        (readings, if value == VIRTIO_MAGIC { Ok(()) } else { Err("MagicValue is not \"virt\"") })
     });
 }
 

@@ -10,6 +10,8 @@
 //! - `null_hvc`: `hvc #0` with a function ID nobody implements, to the instruction after it;
 //! - `psci_version`: the same with PSCI_VERSION;
 //! - `mmio_read_gicd`, `mmio_write_gicd`: a GICD_TYPER load, a GICD_IPRIORITYR8 store;
+//! - `mmio_read_virtio`: a MagicValue load from the first virtio-mmio transport (a VM needs a
+//!   disk for one: tests/configs/bench.toml gives it a small read-only image);
 //! - `gicd_isenabler_write`: a GICD_ISENABLER1 store enabling INTID 32;
 //! - `self_sgi_to_handler`, `self_sgi_to_return`: an ICC_SGI1R_EL1 write sending SGI 0 to
 //!   itself, to the IRQ handler's counter reading (`src/vectors.rs`), and to the instruction

@@ -18,7 +18,7 @@ use core::fmt;
 /// Most runs a [`Series`] keeps.
 pub const MAX_RUNS: usize = 32;
 
-/// Instructions between two readings of a 32-bit event counter (PMEVCNTR<n>_EL0 is 32 bits
+/// Instructions between two readings of a 32-bit event counter (`PMEVCNTR<n>_EL0` is 32 bits
 /// wide without FEAT_PMUv3p5's PMCR_EL0.LP), across one wrap.
 pub const fn counted(before: u64, after: u64) -> u64 {
     (after as u32).wrapping_sub(before as u32) as u64

@@ -71,7 +71,7 @@ const PMU_VER_IMP_DEF: u64 = 0b1111;
 ///
 /// - debug registers always trap (TDA, TDOSA, TDRA: `vm::sysreg` emulates them);
 /// - allowed: PMU registers do not trap (TPM = 0, TPMCR = 0) and EL2 may be counted (HPMD = 0),
-///   so a guest's counter with PMEVTYPER<n>_EL0.NSH = 1 sees the instructions Bulkhead executes
+///   so a guest's counter with `PMEVTYPER<n>_EL0.NSH` = 1 sees the instructions Bulkhead executes
 ///   for it; otherwise every PMU register traps (and `vm::sysreg` makes it UNDEFINED) and, with
 ///   PMUv3p1, nothing counts at EL2;
 /// - either way HPMN = PMCR_EL0.N: all event counters belong to EL1 and EL0, and the guest's
