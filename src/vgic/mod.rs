@@ -605,6 +605,24 @@ impl Vgic {
     /// Whether `vcpu` has an interrupt to take: pending, enabled, its group enabled, not active
     /// (in the model or in a list register, as last synced). A WFI-blocked vCPU wakes on this.
     /// The guest's priority mask is not considered (a wake-up may be spurious, as WFI allows).
+    /// Whether the model has put any interrupt of `vcpu` in a list register (so the list
+    /// registers need a [`Vgic::sync`] after an exit). With none, and nothing deliverable
+    /// ([`Vgic::has_deliverable`]), both `sync` and `flush` would do nothing: the exit path skips
+    /// them.
+    pub fn lrs_in_use(&self, vcpu: usize) -> bool {
+        self.vcpus.get(vcpu).is_some_and(|state| state.slots.iter().any(Option::is_some))
+    }
+
+    /// Whether `vcpu` has an interrupt that needs a list register: deliverable (pending,
+    /// enabled, not yet in a list register) or active outside one.
+    pub fn needs_flush(&self, vcpu: usize) -> bool {
+        let Some(state) = self.vcpus.get(vcpu) else { return false };
+        self.candidates(&state.private) != 0
+            || self.spis.iter().enumerate().any(|(n, bank)| {
+                bits_of(self.candidates(bank)).any(|bit| self.target(Loc { bank: BankId::Spi(n), bit }) == Some(vcpu))
+            })
+    }
+
     pub fn has_deliverable(&self, vcpu: usize) -> bool {
         let Some(state) = self.vcpus.get(vcpu) else { return false };
         if self.deliverable(&state.private) != 0 {

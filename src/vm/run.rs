@@ -913,6 +913,10 @@ impl CpuRuntime {
     /// completed.
     fn sync_list_registers(&mut self, slot: usize, shared: &mut VmShared) {
         let Some(vgic) = shared.devices.vgic.as_mut() else { return };
+        // Nothing in the list registers: nothing to learn from them (the common exit).
+        if !vgic.lrs_in_use(self.vcpus[slot].vcpu) {
+            return;
+        }
         let mut lrs = [ListRegister::default(); MAX_LIST_REGISTERS];
         let lrs = &mut lrs[..self.lr_count];
         self.read_list_registers(vgic.version(), lrs);
@@ -942,6 +946,11 @@ impl CpuRuntime {
     /// registers, asking for the underflow maintenance interrupt if more are waiting.
     fn flush_list_registers(&mut self, slot: usize, shared: &mut VmShared) {
         let Some(vgic) = shared.devices.vgic.as_mut() else { return };
+        let vcpu = self.vcpus[slot].vcpu;
+        // Nothing in the list registers and nothing to put there: leave them be.
+        if !vgic.lrs_in_use(vcpu) && !vgic.needs_flush(vcpu) {
+            return;
+        }
         let version = vgic.version();
         let mut lrs = [ListRegister::default(); MAX_LIST_REGISTERS];
         let lrs = &mut lrs[..self.lr_count];
@@ -1128,8 +1137,11 @@ impl CpuRuntime {
     }
 
     fn kick_cpus(&self, cpus: u64) {
-        for target in 0..64 {
-            if cpus & (1 << target) != 0 && target != self.index && crate::smp::is_online(target) {
+        let mut pending = cpus & !(1 << self.index);
+        while pending != 0 {
+            let target = pending.trailing_zeros() as usize;
+            pending &= pending - 1;
+            if crate::smp::is_online(target) {
                 if let Err(error) = self.gic.send_sgi(target, KICK_SGI) {
                     log::error!("cpu{}: cannot kick cpu{target}: {error}", self.index);
                 }
