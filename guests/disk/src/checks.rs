@@ -38,6 +38,7 @@ struct Options {
     read_only: bool,
     verify_only: bool,
     hostile: bool,
+    restart: bool,
 }
 
 /// A numeric option, or the check that says why it is unusable.
@@ -60,6 +61,7 @@ impl Options {
         let read_only = flag("disk.ro");
         let verify_only = flag("disk.verify_only");
         let hostile = flag("disk.hostile");
+        let restart = flag("disk.restart");
         Self {
             index: number(checks, args, "disk.index").unwrap_or(0) as usize,
             sectors: number(checks, args, "disk.sectors"),
@@ -69,8 +71,21 @@ impl Options {
             read_only,
             verify_only,
             hostile,
+            restart,
         }
     }
+}
+
+/// Whether sector 0 already holds the pattern (`disk.restart=1`: the boot after the reset).
+fn holds_pattern(disk: &mut Disk, buffers: Buffers, seed: u64) -> bool {
+    let buf = buffers.data(SECTOR_SIZE);
+    buf.fill(0);
+    if disk.read_blocks(0, buf).is_err() {
+        return false;
+    }
+    let expected = buffers.expected(SECTOR_SIZE);
+    pattern::fill(seed, 0, expected);
+    pattern::first_mismatch(expected, buf, 0).is_none()
 }
 
 /// The guest.
@@ -156,7 +171,20 @@ pub fn main(boot: &'static Boot) -> ! {
             },
         );
     }
-    if options.verify_only {
+    // `disk.restart=1`: write the pattern, reset the VM (PSCI SYSTEM_RESET), and after the
+    // restart find it still there: the disk outlives a VM restart.
+    let after_restart = options.restart && holds_pattern(&mut disk, buffers, options.seed);
+    if after_restart {
+        println!("disk: the pattern is on the disk: this is the boot after the VM restart");
+        verify(
+            &mut checks,
+            &mut disk,
+            buffers,
+            options.seed,
+            span,
+            "pattern from before the VM restart",
+        );
+    } else if options.verify_only {
         verify(
             &mut checks,
             &mut disk,
@@ -186,6 +214,11 @@ pub fn main(boot: &'static Boot) -> ! {
         drop(disk);
         hostile_requests(&mut checks, &transport, buffers, capacity, ram);
         still_works(&mut checks, &transport, buffers, &options);
+    }
+    if options.restart && !after_restart {
+        checks.summary();
+        println!("disk: resetting the VM (PSCI SYSTEM_RESET) to check the pattern survives");
+        guest_common::psci::call(guest_common::psci::conduit(), guest_common::psci::SYSTEM_RESET, [0; 3]);
     }
     checks.finish()
 }

@@ -25,6 +25,7 @@
 //!
 //! `disk.index=N` (default 0: which block device, in address order), `disk.sectors=N`,
 //! `disk.id=S`, `disk.seed=S` (default 1), `disk.span=N`, `disk.ro=1`, `disk.verify_only=1`,
+//! `disk.restart=1` (write, reset the VM, and after the restart verify),
 //! `disk.hostile=1`. Numbers are decimal or `0x` hex. With no device tree (an ELF booted by
 //! QEMU itself), they come from `BULKHEAD_DISK_BOOTARGS` at build time instead.
 //!
