@@ -9,57 +9,6 @@
 
 use tock_registers::register_bitfields;
 
-/// Implements tock-registers' `Readable` for a system register read with `mrs`.
-macro_rules! sys_register_read {
-    ($register:ident, $name:literal) => {
-        impl tock_registers::interfaces::Readable for Reg {
-            type T = u64;
-            type R = $register::Register;
-
-            #[inline]
-            fn get(&self) -> u64 {
-                #[cfg(target_arch = "aarch64")]
-                {
-                    let value;
-                    // SAFETY: reading a PMU register changes no memory (see the module
-                    // documentation).
-                    unsafe {
-                        core::arch::asm!(concat!("mrs {}, ", $name), out(reg) value,
-                                         options(nostack, preserves_flags));
-                    }
-                    value
-                }
-                #[cfg(not(target_arch = "aarch64"))]
-                unimplemented!("{} exists on AArch64 only", $name)
-            }
-        }
-    };
-}
-
-/// Implements tock-registers' `Writeable` for a system register written with `msr`.
-macro_rules! sys_register_write {
-    ($register:ident, $name:literal) => {
-        impl tock_registers::interfaces::Writeable for Reg {
-            type T = u64;
-            type R = $register::Register;
-
-            #[inline]
-            fn set(&self, value: u64) {
-                #[cfg(target_arch = "aarch64")]
-                // SAFETY: programming the PMU changes what it counts, never memory.
-                unsafe {
-                    core::arch::asm!(concat!("msr ", $name, ", {}"), in(reg) value,
-                                     options(nostack, preserves_flags));
-                }
-                #[cfg(not(target_arch = "aarch64"))]
-                {
-                    let _ = value;
-                    unimplemented!("{} exists on AArch64 only", $name)
-                }
-            }
-        }
-    };
-}
 
 register_bitfields! {u64,
     /// Performance Monitors Control Register.
@@ -147,43 +96,43 @@ register_bitfields! {u64,
 pub mod pmcr_el0 {
     use super::PMCR_EL0;
     pub struct Reg;
-    sys_register_read!(PMCR_EL0, "PMCR_EL0");
-    sys_register_write!(PMCR_EL0, "PMCR_EL0");
+    guest_common::sys_register_read!(PMCR_EL0, "PMCR_EL0");
+    guest_common::sys_register_write!(PMCR_EL0, "PMCR_EL0");
 }
 
 /// PMCNTENSET_EL0 (write-one-to-set).
 pub mod pmcntenset_el0 {
     use super::PMCNTENSET_EL0;
     pub struct Reg;
-    sys_register_write!(PMCNTENSET_EL0, "PMCNTENSET_EL0");
+    guest_common::sys_register_write!(PMCNTENSET_EL0, "PMCNTENSET_EL0");
 }
 
 /// PMCNTENCLR_EL0 (write-one-to-clear, PMCNTENSET_EL0's layout).
 pub mod pmcntenclr_el0 {
     use super::PMCNTENSET_EL0;
     pub struct Reg;
-    sys_register_write!(PMCNTENSET_EL0, "PMCNTENCLR_EL0");
+    guest_common::sys_register_write!(PMCNTENSET_EL0, "PMCNTENCLR_EL0");
 }
 
 /// PMEVTYPER0_EL0.
 pub mod pmevtyper0_el0 {
     use super::PMEVTYPER_EL0;
     pub struct Reg;
-    sys_register_write!(PMEVTYPER_EL0, "PMEVTYPER0_EL0");
+    guest_common::sys_register_write!(PMEVTYPER_EL0, "PMEVTYPER0_EL0");
 }
 
 /// PMEVTYPER1_EL0.
 pub mod pmevtyper1_el0 {
     use super::PMEVTYPER_EL0;
     pub struct Reg;
-    sys_register_write!(PMEVTYPER_EL0, "PMEVTYPER1_EL0");
+    guest_common::sys_register_write!(PMEVTYPER_EL0, "PMEVTYPER1_EL0");
 }
 
 /// PMCEID0_EL0 (read-only).
 pub mod pmceid0_el0 {
     use super::PMCEID0_EL0;
     pub struct Reg;
-    sys_register_read!(PMCEID0_EL0, "PMCEID0_EL0");
+    guest_common::sys_register_read!(PMCEID0_EL0, "PMCEID0_EL0");
 }
 
 pub const PMCR_EL0: pmcr_el0::Reg = pmcr_el0::Reg;

@@ -12,7 +12,10 @@
 //! in program order with the memory accesses around them (acknowledging an interrupt with
 //! ICC_IAR1_EL1 and sending an SGI after publishing data are both ordered that way on purpose).
 
-/// Implements tock-registers' `Readable` for a system register read with `mrs`.
+/// Implements tock-registers' `Readable` for a system register read with `mrs`, on a type
+/// `Reg` in scope (exported: the guests' own register files use it too). Only for registers whose
+/// read changes no memory (the SAFETY argument below).
+#[macro_export]
 macro_rules! sys_register_read {
     ($register:ident, $name:literal) => {
         impl tock_registers::interfaces::Readable for Reg {
@@ -40,7 +43,9 @@ macro_rules! sys_register_read {
     };
 }
 
-/// Implements tock-registers' `Writeable` for a system register written with `msr`.
+/// Implements tock-registers' `Writeable` for a system register written with `msr`, on a type
+/// `Reg` in scope. Only for registers whose write cannot touch memory or address translation.
+#[macro_export]
 macro_rules! sys_register_write {
     ($register:ident, $name:literal) => {
         impl tock_registers::interfaces::Writeable for Reg {
@@ -50,8 +55,9 @@ macro_rules! sys_register_write {
             #[inline]
             fn set(&self, value: u64) {
                 #[cfg(target_arch = "aarch64")]
-                // SAFETY: writing this register only changes how interrupts reach this CPU (see
-                // the module documentation); it cannot touch memory.
+                // SAFETY: the register's write changes neither memory nor address translation
+                // (what the macro's users promise: the GIC CPU interface, the PMU), only how
+                // this CPU signals interrupts or counts events.
                 unsafe {
                     core::arch::asm!(concat!("msr ", $name, ", {}"), in(reg) value,
                                      options(nostack, preserves_flags));
