@@ -60,20 +60,30 @@ fi
 apt_install device-tree-compiler lld e2fsprogs python3 binutils-aarch64-linux-gnu
 
 # --- Rust toolchain for aarch64-unknown-none --------------------------------------------------------
+# The hypervisor is built for aarch64-unknown-none-softfloat and the guests for aarch64-unknown-none.
+RUST_TARGETS="aarch64-unknown-none aarch64-unknown-none-softfloat"
+rustup_has_targets() {
+    local installed t
+    installed="$(rustup target list --installed 2>/dev/null)" || return 1
+    for t in $RUST_TARGETS; do
+        grep -qx "$t" <<<"$installed" || return 1
+    done
+}
 choose_toolchain() {
-    local want="${BULKHEAD_TOOLCHAIN:-}"
+    local want="${BULKHEAD_TOOLCHAIN:-}" t
     if [ "$want" != "debian" ] && command -v rustup >/dev/null 2>&1; then
-        if rustup target list --installed 2>/dev/null | grep -qx aarch64-unknown-none; then
-            echo rustup; return
-        fi
+        rustup_has_targets && { echo rustup; return; }
         # `rustup target add` hangs where it cannot reach its server: give it a short timeout.
-        if timeout 60 rustup target add aarch64-unknown-none >/dev/null 2>&1; then
-            say "installed rustup target aarch64-unknown-none"
-            echo rustup; return
-        fi
-        say "rustup cannot provide aarch64-unknown-none here; using Debian's rustc-web with -Zbuild-std"
+        for t in $RUST_TARGETS; do
+            if rustup target list --installed 2>/dev/null | grep -qx "$t"; then continue; fi
+            if timeout 60 rustup target add "$t" >/dev/null 2>&1; then
+                say "installed rustup target $t"
+            fi
+        done
+        rustup_has_targets && { echo rustup; return; }
+        say "rustup cannot provide $RUST_TARGETS here; using Debian's rustc-web with -Zbuild-std"
     fi
-    if [ "$want" = "rustup" ]; then say "ERROR: BULKHEAD_TOOLCHAIN=rustup but rustup has no aarch64-unknown-none"; exit 1; fi
+    if [ "$want" = "rustup" ]; then say "ERROR: BULKHEAD_TOOLCHAIN=rustup but rustup lacks one of $RUST_TARGETS"; exit 1; fi
     echo debian
 }
 TC="$(choose_toolchain)"
