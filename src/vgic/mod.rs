@@ -106,8 +106,10 @@ pub const GICR_STRIDE: u64 = 2 * GICR_FRAME_SIZE;
 pub const MAX_VCPUS: usize = 8;
 /// Most SPIs: INTIDs 32..1019 in steps of 32 (IHI 0069 GICD_TYPER.ITLinesNumber).
 pub const MAX_SPIS: u32 = 960;
-/// Most list registers a caller may pass: GICv2 allows 64 (GICH_VTR.ListRegs), GICv3 16.
-pub const MAX_LIST_REGISTERS: usize = 64;
+const _: () = assert!(MAX_SPIS / 32 <= u32::BITS, "Vgic::spi_stirred has a bit per SPI word");
+/// Most list registers the model uses: all a GICv3 can have (ICH_VTR_EL2.ListRegs). A GICv2
+/// may have up to 64 (GICH_VTR.ListRegs); a caller may pass more, and the rest stay unused.
+pub const MAX_LIST_REGISTERS: usize = 16;
 /// SGIs are INTIDs 0-15.
 pub const SGI_COUNT: u32 = 16;
 /// SGIs and PPIs, the banked INTIDs 0-31.
@@ -328,6 +330,12 @@ impl Bank {
         }
     }
 
+    /// Interrupts enabled and pending, or active, outside a list register: a superset of
+    /// [`Vgic::candidates`] that needs nothing but the word (it ignores the group enables).
+    fn waiting(&self) -> u32 {
+        (self.pending() & self.enabled | self.active) & !self.in_lr
+    }
+
     /// Pending in the model: latched, or a level-sensitive line that is asserted.
     fn pending(&self) -> u32 {
         self.latch | (self.line & !self.edge)
@@ -364,6 +372,53 @@ impl LrSlot {
     }
 }
 
+/// What the model put in each list register of one vCPU, with a mask of the occupied ones so
+/// that the common exit (nothing in any list register) costs one test, not a walk of
+/// [`MAX_LIST_REGISTERS`] entries.
+struct LrSlots {
+    entries: [Option<LrSlot>; MAX_LIST_REGISTERS],
+    /// Bit n set: `entries[n]` is `Some`.
+    occupied: u64,
+}
+
+const _: () = assert!(MAX_LIST_REGISTERS <= u64::BITS as usize);
+
+impl LrSlots {
+    const EMPTY: Self = Self { entries: [None; MAX_LIST_REGISTERS], occupied: 0 };
+
+    fn get(&self, index: usize) -> Option<LrSlot> {
+        self.entries.get(index).copied().flatten()
+    }
+    fn get_mut(&mut self, index: usize) -> Option<&mut LrSlot> {
+        self.entries.get_mut(index).and_then(Option::as_mut)
+    }
+    fn set(&mut self, index: usize, slot: Option<LrSlot>) {
+        let Some(entry) = self.entries.get_mut(index) else { return };
+        *entry = slot;
+        if slot.is_some() {
+            self.occupied |= 1 << index;
+        } else {
+            self.occupied &= !(1 << index);
+        }
+    }
+    fn take(&mut self, index: usize) -> Option<LrSlot> {
+        let slot = self.get(index);
+        self.set(index, None);
+        slot
+    }
+    fn is_empty(&self) -> bool {
+        self.occupied == 0
+    }
+    /// The occupied indices, lowest first.
+    fn indices(&self) -> impl Iterator<Item = usize> {
+        bits_of_u64(self.occupied)
+    }
+    /// The occupied entries with their indices, lowest index first.
+    fn iter(&self) -> impl Iterator<Item = (usize, &LrSlot)> {
+        self.indices().filter_map(move |index| self.entries[index].as_ref().map(|slot| (index, slot)))
+    }
+}
+
 /// One vCPU's banked interrupts and list-register bookkeeping.
 struct VcpuState {
     /// INTIDs 0-31.
@@ -371,7 +426,7 @@ struct VcpuState {
     /// GICv2: the source CPU of each latched SGI.
     sgi_source: [u8; SGI_COUNT as usize],
     /// What the model put in each list register.
-    slots: [Option<LrSlot>; MAX_LIST_REGISTERS],
+    slots: LrSlots,
     /// GICR_WAKER.ProcessorSleep.
     processor_sleep: bool,
 }
@@ -422,6 +477,18 @@ fn bits_of(mut mask: u32) -> impl Iterator<Item = u32> {
     })
 }
 
+/// The set bits of `mask` as indices, lowest first.
+fn bits_of_u64(mut mask: u64) -> impl Iterator<Item = usize> {
+    core::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let bit = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(bit)
+    })
+}
+
 /// The bit-per-interrupt registers, shared by the distributor and the redistributor SGI frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BitReg {
@@ -452,6 +519,11 @@ pub struct Vgic {
     vcpus: Vec<VcpuState>,
     /// SPI state, 32 per entry.
     spis: Vec<Bank>,
+    /// SPI words that may have something pending or active outside a list register (bit n:
+    /// `spis[n]`). Every change to a word sets its bit ([`Vgic::bank_mut`]); [`Vgic::needs_flush`]
+    /// clears the bits of words it finds with nothing waiting. So a clear bit means a quiet
+    /// word, and the delivery paths look only at the set ones (usually none).
+    spi_stirred: u32,
     /// GICv2 GICD_ITARGETSR byte per SPI (CPU mask).
     spi_targets: Vec<u8>,
     /// GICv3 GICD_IROUTER per SPI (affinity and IRM fields only).
@@ -475,7 +547,7 @@ impl Vgic {
             .map(|_| VcpuState {
                 private: Bank::new(group1, SGI_MASK),
                 sgi_source: [0; SGI_COUNT as usize],
-                slots: [None; MAX_LIST_REGISTERS],
+                slots: LrSlots::EMPTY,
                 processor_sleep: true,
             })
             .collect();
@@ -487,6 +559,7 @@ impl Vgic {
             enable_grp1: false,
             vcpus,
             spis: vec![Bank::new(group1, 0); nr_spis / WORD_BITS as usize],
+            spi_stirred: 0,
             spi_targets: vec![1; nr_spis],
             spi_router: vec![0; nr_spis],
         })
@@ -602,36 +675,55 @@ impl Vgic {
 
     // ---- Delivery --------------------------------------------------------------------------
 
-    /// Whether `vcpu` has an interrupt to take: pending, enabled, its group enabled, not active
-    /// (in the model or in a list register, as last synced). A WFI-blocked vCPU wakes on this.
-    /// The guest's priority mask is not considered (a wake-up may be spurious, as WFI allows).
     /// Whether the model has put any interrupt of `vcpu` in a list register (so the list
     /// registers need a [`Vgic::sync`] after an exit). With none, and nothing deliverable
     /// ([`Vgic::has_deliverable`]), both `sync` and `flush` would do nothing: the exit path skips
     /// them.
     pub fn lrs_in_use(&self, vcpu: usize) -> bool {
-        self.vcpus.get(vcpu).is_some_and(|state| state.slots.iter().any(Option::is_some))
+        self.vcpus.get(vcpu).is_some_and(|state| !state.slots.is_empty())
+    }
+
+    /// The list registers of `vcpu` the model has put an interrupt in (bit n: LR n). Every
+    /// other list register is left `Invalid` by [`Vgic::flush`] and [`Vgic::sync`]'s caller, so
+    /// these are the only ones the run loop needs to read back, and (with the ones a flush
+    /// empties) to write.
+    pub fn lr_mask(&self, vcpu: usize) -> u64 {
+        self.vcpus.get(vcpu).map_or(0, |state| state.slots.occupied)
     }
 
     /// Whether `vcpu` has an interrupt that needs a list register: deliverable (pending,
-    /// enabled, not yet in a list register) or active outside one.
-    pub fn needs_flush(&self, vcpu: usize) -> bool {
+    /// enabled, not yet in a list register) or active outside one. On the way it forgets the
+    /// SPI words it finds quiet, which keeps the next calls short.
+    pub fn needs_flush(&mut self, vcpu: usize) -> bool {
         let Some(state) = self.vcpus.get(vcpu) else { return false };
-        self.candidates(&state.private) != 0
-            || self.spis.iter().enumerate().any(|(n, bank)| {
-                bits_of(self.candidates(bank)).any(|bit| self.target(Loc { bank: BankId::Spi(n), bit }) == Some(vcpu))
-            })
+        if self.candidates(&state.private) != 0 {
+            return true;
+        }
+        for n in bits_of(self.spi_stirred) {
+            let bank = &self.spis[n as usize];
+            if bank.waiting() == 0 {
+                self.spi_stirred &= !(1 << n);
+            } else if bits_of(self.candidates(bank))
+                .any(|bit| self.target(Loc { bank: BankId::Spi(n as usize), bit }) == Some(vcpu))
+            {
+                return true;
+            }
+        }
+        false
     }
 
+    /// Whether `vcpu` has an interrupt to take: pending, enabled, its group enabled, not active
+    /// (in the model or in a list register, as last synced). A WFI-blocked vCPU wakes on this.
+    /// The guest's priority mask is not considered (a wake-up may be spurious, as WFI allows).
     pub fn has_deliverable(&self, vcpu: usize) -> bool {
         let Some(state) = self.vcpus.get(vcpu) else { return false };
         if self.deliverable(&state.private) != 0 {
             return true;
         }
-        let spi = self.spis.iter().enumerate().any(|(n, bank)| {
+        let spi = self.stirred_spi_words().any(|(n, bank)| {
             bits_of(self.deliverable(bank)).any(|bit| self.target(Loc { bank: BankId::Spi(n), bit }) == Some(vcpu))
         });
-        spi || state.slots.iter().flatten().any(|slot| slot.state == LrState::Pending)
+        spi || state.slots.iter().any(|(_, slot)| slot.state == LrState::Pending)
     }
 
     /// Reads back the list registers of `vcpu` after it ran (see the module documentation).
@@ -642,10 +734,11 @@ impl Vgic {
         if vcpu >= self.nr_vcpus {
             return outcome;
         }
-        for index in 0..MAX_LIST_REGISTERS {
-            let Some(mut slot) = self.vcpus[vcpu].slots[index] else { continue };
+        // The loop body changes the slots: walk a copy of the occupied mask.
+        for index in bits_of_u64(self.vcpus[vcpu].slots.occupied) {
+            let Some(mut slot) = self.vcpus[vcpu].slots.get(index) else { continue };
             let Some(loc) = self.locate(Some(vcpu), u32::from(slot.intid)) else {
-                self.vcpus[vcpu].slots[index] = None;
+                self.vcpus[vcpu].slots.set(index, None);
                 continue;
             };
             let lr = lrs.get(index).copied().unwrap_or(ListRegister::INVALID);
@@ -653,7 +746,7 @@ impl Vgic {
             if lr.state == LrState::Invalid {
                 // The guest deactivated it; a level interrupt went through acknowledgement, which
                 // clears its latch. A new edge latched meanwhile stays pending.
-                self.vcpus[vcpu].slots[index] = None;
+                self.vcpus[vcpu].slots.set(index, None);
                 let bank = self.bank_mut(loc.bank);
                 bank.in_lr &= !loc.mask();
                 if level {
@@ -666,7 +759,7 @@ impl Vgic {
                 }
             } else if lr.vintid != u32::from(slot.intid) {
                 // Someone else's interrupt now: the caller overwrote the LR. Take ours back.
-                self.vcpus[vcpu].slots[index] = None;
+                self.vcpus[vcpu].slots.set(index, None);
                 self.release(vcpu, loc, slot);
             } else {
                 slot.state = lr.state;
@@ -674,7 +767,7 @@ impl Vgic {
                 if level && !lr.state.pending() {
                     self.bank_mut(loc.bank).latch &= !loc.mask();
                 }
-                self.vcpus[vcpu].slots[index] = Some(slot);
+                self.vcpus[vcpu].slots.set(index, Some(slot));
             }
         }
         outcome
@@ -690,25 +783,26 @@ impl Vgic {
         }
         let count = lrs.len().min(MAX_LIST_REGISTERS);
         // Interrupts in list registers the caller no longer passes go back to the model.
-        for index in count..MAX_LIST_REGISTERS {
-            if let Some(slot) = self.vcpus[vcpu].slots[index].take() {
+        let beyond = self.vcpus[vcpu].slots.occupied & !((1u64 << count) - 1);
+        for index in bits_of_u64(beyond) {
+            if let Some(slot) = self.vcpus[vcpu].slots.take(index) {
                 if let Some(loc) = self.locate(Some(vcpu), u32::from(slot.intid)) {
                     self.release(vcpu, loc, slot);
                 }
             }
         }
-        for (index, lr) in lrs.iter_mut().enumerate().take(count) {
-            self.refresh(vcpu, index, lr);
+        for index in bits_of_u64(self.vcpus[vcpu].slots.occupied) {
+            self.refresh(vcpu, index, &mut lrs[index]);
         }
         for (index, lr) in lrs.iter_mut().enumerate().take(count) {
-            if self.vcpus[vcpu].slots[index].is_some() || lr.state != LrState::Invalid {
+            if self.vcpus[vcpu].slots.get(index).is_some() || lr.state != LrState::Invalid {
                 continue;
             }
             let Some(loc) = self.best_candidate(vcpu) else { break };
             self.populate(vcpu, index, loc, lr);
         }
         FlushOutcome {
-            used: self.vcpus[vcpu].slots[..count].iter().flatten().count(),
+            used: self.vcpus[vcpu].slots.indices().filter(|&index| index < count).count(),
             more_pending: self.best_candidate(vcpu).is_some(),
         }
     }
@@ -760,17 +854,26 @@ impl Vgic {
         }
     }
 
+    /// The word `id`, to change it (which marks an SPI word in [`Vgic::spi_stirred`]).
     fn bank_mut(&mut self, id: BankId) -> &mut Bank {
         match id {
             BankId::Private(vcpu) => &mut self.vcpus[vcpu].private,
-            BankId::Spi(n) => &mut self.spis[n],
+            BankId::Spi(n) => {
+                self.spi_stirred |= 1 << n;
+                &mut self.spis[n]
+            }
         }
+    }
+
+    /// The SPI words that may have something waiting ([`Vgic::spi_stirred`]), with their index.
+    fn stirred_spi_words(&self) -> impl Iterator<Item = (usize, &Bank)> {
+        bits_of(self.spi_stirred).map(|n| (n as usize, &self.spis[n as usize]))
     }
 
     /// The state of `loc`'s list register, if it is in one.
     fn lr_state(&self, loc: Loc) -> Option<LrState> {
         let (vcpu, index) = self.find_slot(loc)?;
-        self.vcpus[vcpu].slots[index].map(|slot| slot.state)
+        self.vcpus[vcpu].slots.get(index).map(|slot| slot.state)
     }
 
     /// Where `intid` lives: SGIs and PPIs need a valid vCPU, SPIs must exist.
@@ -900,8 +1003,8 @@ impl Vgic {
             self.vcpus[vcpu]
                 .slots
                 .iter()
-                .position(|slot| slot.is_some_and(|s| u32::from(s.intid) == intid))
-                .map(|index| (vcpu, index))
+                .find(|(_, slot)| u32::from(slot.intid) == intid)
+                .map(|(index, _)| (vcpu, index))
         })
     }
 
@@ -913,7 +1016,7 @@ impl Vgic {
         };
         let (mut pending, mut active) = (0, 0);
         for vcpu in vcpus {
-            for slot in self.vcpus[vcpu].slots.iter().flatten() {
+            for (_, slot) in self.vcpus[vcpu].slots.iter() {
                 let intid = u32::from(slot.intid);
                 if (first..first + WORD_BITS).contains(&intid) {
                     let bit = 1 << (intid - first);
@@ -952,7 +1055,7 @@ impl Vgic {
     fn best_candidate(&self, vcpu: usize) -> Option<Loc> {
         let private =
             bits_of(self.candidates(&self.vcpus[vcpu].private)).map(|bit| Loc { bank: BankId::Private(vcpu), bit });
-        let spis = self.spis.iter().enumerate().flat_map(move |(n, bank)| {
+        let spis = self.stirred_spi_words().flat_map(move |(n, bank)| {
             bits_of(self.candidates(bank))
                 .map(move |bit| Loc { bank: BankId::Spi(n), bit })
                 .filter(move |&loc| self.target(loc) == Some(vcpu))
@@ -1005,14 +1108,14 @@ impl Vgic {
             set_active: None,
         };
         *lr = self.encode(loc, &slot);
-        self.vcpus[vcpu].slots[index] = Some(slot);
+        self.vcpus[vcpu].slots.set(index, Some(slot));
     }
 
     /// Rewrites owned list register `index` of `vcpu` from the model.
     fn refresh(&mut self, vcpu: usize, index: usize, lr: &mut ListRegister) {
-        let Some(mut slot) = self.vcpus[vcpu].slots[index] else { return };
+        let Some(mut slot) = self.vcpus[vcpu].slots.get(index) else { return };
         let Some(loc) = self.locate(Some(vcpu), u32::from(slot.intid)) else {
-            self.vcpus[vcpu].slots[index] = None;
+            self.vcpus[vcpu].slots.set(index, None);
             return;
         };
         slot.apply_requests();
@@ -1061,11 +1164,11 @@ impl Vgic {
         }
         if slot.state == LrState::Invalid {
             self.bank_mut(loc.bank).in_lr &= !m;
-            self.vcpus[vcpu].slots[index] = None;
+            self.vcpus[vcpu].slots.set(index, None);
             *lr = ListRegister::INVALID;
         } else {
             *lr = self.encode(loc, &slot);
-            self.vcpus[vcpu].slots[index] = Some(slot);
+            self.vcpus[vcpu].slots.set(index, Some(slot));
         }
     }
 
@@ -1134,7 +1237,7 @@ impl Vgic {
         let mut kicks = Kicks::NONE;
         for bit in bits_of(mask) {
             if let Some((vcpu, index)) = self.find_slot(Loc { bank: id, bit }) {
-                if let Some(slot) = self.vcpus[vcpu].slots[index].as_mut() {
+                if let Some(slot) = self.vcpus[vcpu].slots.get_mut(index) {
                     change(slot);
                     slot.apply_requests();
                     kicks |= Kicks::vcpu(vcpu);

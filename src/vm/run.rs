@@ -48,7 +48,7 @@ use crate::mm::tables::FrameTables;
 use crate::hvconsole::{VcpuRunState, VcpuStatus, VmRunState};
 use crate::sched::{RunQueue, VcpuRef, VcpuState};
 use crate::blockdev::config::{guest_disk_base, guest_disk_intid};
-use crate::vgic::{GicVersion, Kicks, ListRegister, LrState};
+use crate::vgic::{GicVersion, Kicks, ListRegister, LrState, Vgic};
 use crate::virtio::VirtioBlkDevice;
 use crate::vm::config::{ImageKind, MemoryPlacement, OnStop, VmConfig, GUEST_RAM_BASE};
 use crate::vm::exit::VmExit;
@@ -897,9 +897,10 @@ impl CpuRuntime {
         self.loaded = Some(slot);
     }
 
-    /// Reads the loaded vCPU's list registers.
-    fn read_list_registers(&self, version: GicVersion, lrs: &mut [ListRegister]) {
-        for (n, lr) in lrs.iter_mut().enumerate() {
+    /// Reads the loaded vCPU's list registers `mask` (bit n: LR n) into `lrs`; the others are
+    /// left as they are.
+    fn read_list_registers(&self, version: GicVersion, lrs: &mut [ListRegister], mask: u64) {
+        for (n, lr) in lrs.iter_mut().enumerate().filter(|&(n, _)| mask & (1 << n) != 0) {
             let raw = self.gic.read_lr(n);
             *lr = match version {
                 GicVersion::V3 => ListRegister::from_ich_lr(raw),
@@ -913,17 +914,22 @@ impl CpuRuntime {
     /// completed.
     fn sync_list_registers(&mut self, slot: usize, shared: &mut VmShared) {
         let Some(vgic) = shared.devices.vgic.as_mut() else { return };
-        // Nothing in the list registers: nothing to learn from them (the common exit).
-        if !vgic.lrs_in_use(self.vcpus[slot].vcpu) {
+        // Only the list registers the vGIC filled can have changed (the common exit: none).
+        let owned = vgic.lr_mask(self.vcpus[slot].vcpu);
+        if owned == 0 {
             return;
         }
-        let mut lrs = [ListRegister::default(); MAX_LIST_REGISTERS];
+        self.sync_owned_list_registers(slot, owned, vgic);
+    }
+
+    fn sync_owned_list_registers(&mut self, slot: usize, owned: u64, vgic: &mut Vgic) {
+        let mut lrs = [ListRegister::INVALID; MAX_LIST_REGISTERS];
         let lrs = &mut lrs[..self.lr_count];
-        self.read_list_registers(vgic.version(), lrs);
+        self.read_list_registers(vgic.version(), lrs, owned);
         let synced = vgic.sync(self.vcpus[slot].vcpu, lrs);
         // An invalid list register with its EOI bit set keeps the EOI maintenance interrupt
         // asserted (ICH_EISR_EL2 / GICH_EISR): clear the completed ones now.
-        for (n, lr) in lrs.iter().enumerate() {
+        for (n, lr) in lrs.iter().enumerate().filter(|&(n, _)| owned & (1 << n) != 0) {
             if lr.state == LrState::Invalid && lr.eoi {
                 self.gic.write_lr(n, 0);
             }
@@ -947,16 +953,23 @@ impl CpuRuntime {
     fn flush_list_registers(&mut self, slot: usize, shared: &mut VmShared) {
         let Some(vgic) = shared.devices.vgic.as_mut() else { return };
         let vcpu = self.vcpus[slot].vcpu;
+        let before = vgic.lr_mask(vcpu);
         // Nothing in the list registers and nothing to put there: leave them be.
-        if !vgic.lrs_in_use(vcpu) && !vgic.needs_flush(vcpu) {
+        if before == 0 && !vgic.needs_flush(vcpu) {
             return;
         }
+        self.flush_into_list_registers(vcpu, before, vgic);
+    }
+
+    fn flush_into_list_registers(&mut self, vcpu: usize, before: u64, vgic: &mut Vgic) {
         let version = vgic.version();
-        let mut lrs = [ListRegister::default(); MAX_LIST_REGISTERS];
+        // The vGIC rewrites the list registers it owns from its model and fills free ones,
+        // which are all Invalid (Vgic::lr_mask): nothing needs reading first.
+        let mut lrs = [ListRegister::INVALID; MAX_LIST_REGISTERS];
         let lrs = &mut lrs[..self.lr_count];
-        self.read_list_registers(version, lrs);
-        let flushed = vgic.flush(self.vcpus[slot].vcpu, lrs);
-        for (n, lr) in lrs.iter().enumerate() {
+        let flushed = vgic.flush(vcpu, lrs);
+        let written = before | vgic.lr_mask(vcpu);
+        for (n, lr) in lrs.iter().enumerate().filter(|&(n, _)| written & (1 << n) != 0) {
             let raw = match version {
                 GicVersion::V3 => lr.to_ich_lr(),
                 GicVersion::V2 => u64::from(lr.to_gich_lr()),
@@ -1034,19 +1047,19 @@ impl CpuRuntime {
     /// virtual timer fires. Returns false if it has something to do already.
     fn block(&mut self, slot: usize) -> bool {
         let v = &self.vcpus[slot];
-        let version = {
+        let (version, owned) = {
             let shared = v.vm.shared.lock();
             let Some(vgic) = shared.devices.vgic.as_ref() else { return false };
             if vgic.has_deliverable(v.vcpu) {
                 return false;
             }
-            vgic.version()
+            (vgic.version(), vgic.lr_mask(v.vcpu))
         };
         // An interrupt already in a list register and pending also wakes WFI (trapped WFI does
         // not look at it: HCR_EL2.TWI traps unconditionally).
-        let mut lrs = [ListRegister::default(); MAX_LIST_REGISTERS];
+        let mut lrs = [ListRegister::INVALID; MAX_LIST_REGISTERS];
         let lrs = &mut lrs[..self.lr_count];
-        self.read_list_registers(version, lrs);
+        self.read_list_registers(version, lrs, owned);
         if lrs.iter().any(|lr| matches!(lr.state, LrState::Pending | LrState::PendingActive)) {
             return false;
         }
