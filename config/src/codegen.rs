@@ -14,6 +14,12 @@
 //! pub static VMS: &[VmConfig] = &[
 //!     VmConfig {
 //!         name: "hello",
+//!         image: GuestImage { kind: ImageKind::Raw, bytes: include_bytes!("/.../vm-hello.bin") },
+//!         initrd: None, // or Some(GuestInitrd { address: GuestPhysAddr::new(..), bytes: .. })
+//!         ...
+//!         load_address: Some(GuestPhysAddr::new(0x40200000)),
+//!         entry: Some(GuestPhysAddr::new(0x40200000)),
+//!         dtb_address: GuestPhysAddr::new(0x40000000),
 //!         ...
 //!         priority: 1,
 //!         slice_us: 10000,
