@@ -6,7 +6,8 @@
 //! `static VMS: &[VmConfig]` (and `static SCHEDULES: &[CpuSchedule]`) that `src/vm/config.rs`
 //! describes, plus each VM's disks, `static DISKS`, that `src/blockdev/config.rs` describes. A config that reaches the hypervisor image is therefore already known to be good:
 //! names are unique, memory is a whole number of 2 MiB blocks, every image fits in its VM's RAM
-//! and its entry point is inside it, no two VMs share RAM, device registers or interrupts, and
+//! and its entry point is inside it, its image, initrd and guest DTB lie in RAM apart
+//! ([`placement`]), no two VMs share RAM, device registers or interrupts, and
 //! every schedule window belongs to a VM that runs on that CPU.
 //!
 //! # Format
