@@ -47,6 +47,9 @@ mkdir -p target/guests
 for g in "${GUESTS[@]}"; do
     cp "target/$GUEST_TARGET/release/$g" "target/guests/$g"
 done
+# A raw binary guest: hello linked at 0x4020_0000 (guests/hello/build.rs), flattened; configs
+# load it with load_address (tests/configs/raw-placed.toml).
+"$OBJCOPY" -O binary "target/$GUEST_TARGET/release/hello-high" target/guests/hello-high.bin
 
 # 2. The hypervisor, with the VM config compiled in.
 echo "build: bulkhead for $PLATFORM with $CONFIG" >&2

@@ -66,6 +66,7 @@ def run_qemu(scenario, image):
         output = b""
         timed_out = False
         until = scenario.get("until")
+        until_count = scenario.get("until_count", 1)
         while True:
             remaining = scenario["timeout"] - (time.monotonic() - start)
             if remaining <= 0:
@@ -89,7 +90,7 @@ def run_qemu(scenario, image):
                         typing.clear()
                         break
                     time.sleep(0.01)
-            if until and until.encode() in output and output.endswith(b"\n"):
+            if until and output.count(until.encode()) >= until_count and output.endswith(b"\n"):
                 break
     finally:
         # Whatever happened (a timeout, an exception in this runner), QEMU does not outlive it.
@@ -169,6 +170,10 @@ def check(scenario, text, timed_out):
     for want in scenario.get("expect", []):
         if want not in text:
             problems.append(f"missing: {want!r}")
+    for want, count in scenario.get("expect_count", {}).items():
+        got = text.count(want)
+        if got < count:
+            problems.append(f"{want!r} appears {got} time(s), not {count}")
     for bad in scenario.get("forbid", []):
         for line in text.splitlines():
             if bad in line:

@@ -3,7 +3,7 @@
 //!
 //! The output is `include!`d by the hypervisor inside a module that has
 //! `use crate::vm::config::*; use crate::addr::GuestPhysAddr;`, so it names `VmConfig`,
-//! `GuestImage`, `ImageKind`, `MemoryPlacement`, `PassthroughDevice`, `OnStop`, `CpuSchedule`,
+//! `GuestImage`, `ImageKind`, `GuestInitrd`, `MemoryPlacement`, `PassthroughDevice`, `OnStop`, `CpuSchedule`,
 //! `ScheduleWindow`, `GUEST_RAM_BASE` and `GuestPhysAddr` unqualified. Image (and initrd) bytes
 //! are written beside it and pulled in with `include_bytes!` by absolute path (a relative one
 //! would resolve against whichever file expands the macro).
@@ -14,6 +14,12 @@
 //! pub static VMS: &[VmConfig] = &[
 //!     VmConfig {
 //!         name: "hello",
+//!         image: GuestImage { kind: ImageKind::Raw, bytes: include_bytes!("/.../vm-hello.bin") },
+//!         initrd: None, // or Some(GuestInitrd { address: GuestPhysAddr::new(..), bytes: .. })
+//!         ...
+//!         load_address: Some(GuestPhysAddr::new(0x40200000)),
+//!         entry: Some(GuestPhysAddr::new(0x40200000)),
+//!         dtb_address: GuestPhysAddr::new(0x40000000),
 //!         ...
 //!         priority: 1,
 //!         slice_us: 10000,
@@ -164,9 +170,12 @@ fn push_vm(source: &mut String, vm: &Vm, bin_path: &str, initrd_path: Option<&st
         list.push_str("        ]");
         list
     };
-    let initrd = match initrd_path {
-        Some(path) => format!("Some(include_bytes!({path:?}))"),
-        None => "None".to_owned(),
+    let initrd = match (initrd_path, vm.boot.initrd) {
+        (Some(path), Some(range)) => format!(
+            "Some(GuestInitrd {{ address: GuestPhysAddr::new({address:#x}), bytes: include_bytes!({path:?}) }})",
+            address = range.start
+        ),
+        _ => "None".to_owned(),
     };
     // `{:?}` of a str is a valid Rust string literal, escapes and all.
     let _ = write!(
@@ -180,6 +189,7 @@ fn push_vm(source: &mut String, vm: &Vm, bin_path: &str, initrd_path: Option<&st
         cpus: &[{cpus}],
         load_address: Some(GuestPhysAddr::new({load:#x})),
         entry: Some(GuestPhysAddr::new({entry:#x})),
+        dtb_address: GuestPhysAddr::new({dtb:#x}),
         bootargs: {bootargs:?},
         priority: {priority},
         slice_us: {slice_us},
@@ -196,6 +206,7 @@ fn push_vm(source: &mut String, vm: &Vm, bin_path: &str, initrd_path: Option<&st
         vcpus = vm.vcpus,
         load = vm.image.load_address,
         entry = vm.image.entry,
+        dtb = vm.boot.dtb.start,
         bootargs = vm.bootargs,
         priority = vm.priority,
         slice_us = vm.slice_us,

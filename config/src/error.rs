@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use crate::disks::DiskErrorKind;
 use crate::image::{Blame, ImageError};
 use crate::layout::AddrRange;
+use crate::placement::{Placed, DTB_ALIGN, DTB_REGION_BYTES};
 use crate::size::Size;
 use crate::time::{Micros, Millis};
 use crate::{
@@ -44,6 +45,10 @@ pub enum Field {
     LoadAddress,
     /// `entry`
     Entry,
+    /// `initrd_address`
+    InitrdAddress,
+    /// `dtb_address`
+    DtbAddress,
     /// `bootargs`
     Bootargs,
     /// `priority`
@@ -87,6 +92,8 @@ impl Field {
             Self::Cpus => "cpus",
             Self::LoadAddress => "load_address",
             Self::Entry => "entry",
+            Self::InitrdAddress => "initrd_address",
+            Self::DtbAddress => "dtb_address",
             Self::Bootargs => "bootargs",
             Self::Priority => "priority",
             Self::SliceMs => "slice_ms",
@@ -544,19 +551,37 @@ pub enum ErrorKind {
         /// The path as the config wrote it.
         written: String,
     },
-    /// The initrd does not fit in guest RAM beside the image and the guest DTB
-    /// ([`crate::initrd::check_fits`]).
+    /// The initrd, placed by default, finds no room in guest RAM clear of the image and the
+    /// guest DTB's region ([`crate::placement`]).
     InitrdDoesNotFit {
         /// The path as the config wrote it.
         written: String,
         /// Its size.
         bytes: u64,
-        /// One past the last guest-physical address the image occupies.
-        image_end: u64,
-        /// One past the end of guest RAM.
-        ram_end: u64,
-        /// The end of guest RAM that would make room for it.
-        needed_end: u64,
+        /// Guest RAM.
+        ram: AddrRange,
+        /// The image's footprint.
+        image: AddrRange,
+        /// The guest DTB's region.
+        dtb: AddrRange,
+    },
+    /// `initrd_address` was given to a VM without an `initrd`.
+    InitrdAddressWithoutInitrd,
+    /// `dtb_address` is not a multiple of [`crate::placement::DTB_ALIGN`].
+    DtbAddressMisaligned(u64),
+    /// A chosen image, initrd or DTB address puts it (partly) outside guest RAM.
+    PlacementOutsideRam {
+        /// What was placed, and where.
+        placed: Placed,
+        /// Guest RAM.
+        ram: AddrRange,
+    },
+    /// Two of the image, the initrd and the guest DTB's region overlap.
+    PlacementOverlap {
+        /// The one placed later (image, then DTB, then initrd).
+        placed: Placed,
+        /// The one it overlaps.
+        other: Placed,
     },
     /// Something about a disk (`disks`); an unreadable disk image is a [`ErrorKind::ReadImage`]
     /// at `disks[i].image`.
@@ -874,18 +899,31 @@ impl fmt::Display for ConfigError {
             ErrorKind::InitrdDoesNotFit {
                 written,
                 bytes,
-                image_end,
-                ram_end,
-                needed_end,
+                ram,
+                image,
+                dtb,
             } => write!(
                 f,
-                "{written} ({}) does not fit in guest RAM beside the image (which ends at \
-                 {image_end:#x}) and the guest DTB's last {} (RAM ends at {ram_end:#x}), \
-                 counting whole 2 MiB blocks: RAM would have to end at {needed_end:#x}, {} more",
+                "{written} ({}) does not fit in guest RAM {ram} beside the image at {image} and \
+                 the guest DTB's {} region at {dtb}, counting whole 2 MiB blocks; give the VM \
+                 more memory, or place it with initrd_address",
                 Size(*bytes),
-                Size(crate::initrd::DTB_REGION_BYTES),
-                Size(needed_end.saturating_sub(*ram_end)),
+                Size(DTB_REGION_BYTES),
             ),
+            ErrorKind::InitrdAddressWithoutInitrd => {
+                write!(f, "is given, but the VM has no initrd to put there")
+            }
+            ErrorKind::DtbAddressMisaligned(address) => write!(
+                f,
+                "{address:#x} is not a multiple of {DTB_ALIGN}: the device tree \"must be placed \
+                 on an 8-byte boundary\" (Documentation/arch/arm64/booting.rst)"
+            ),
+            ErrorKind::PlacementOutsideRam { placed, ram } => {
+                write!(f, "{placed} is not inside guest RAM {ram}")
+            }
+            ErrorKind::PlacementOverlap { placed, other } => {
+                write!(f, "{placed} overlaps {other}")
+            }
             ErrorKind::Disk(kind) => write!(f, "{kind}"),
         }
     }

@@ -6,7 +6,8 @@
 //! `static VMS: &[VmConfig]` (and `static SCHEDULES: &[CpuSchedule]`) that `src/vm/config.rs`
 //! describes, plus each VM's disks, `static DISKS`, that `src/blockdev/config.rs` describes. A config that reaches the hypervisor image is therefore already known to be good:
 //! names are unique, memory is a whole number of 2 MiB blocks, every image fits in its VM's RAM
-//! and its entry point is inside it, no two VMs share RAM, device registers or interrupts, and
+//! and its entry point is inside it, its image, initrd and guest DTB lie in RAM apart
+//! ([`placement`]), no two VMs share RAM, device registers or interrupts, and
 //! every schedule window belongs to a VM that runs on that CPU.
 //!
 //! # Format
@@ -19,8 +20,10 @@
 //! memory = "16M"                       # bytes, or "512K"/"16M"/"1G"/"0x1000000"; 2M..=4G, 2M multiple
 //! vcpus = 1                            # optional (1); 1..=8
 //! cpus = [0]                           # optional ([0]); physical CPU indices 0..=7, unique
-//! load_address = 0x40000000            # optional guest-physical load address
+//! load_address = 0x40000000            # optional guest-physical load address of the image
 //! entry = 0x40000000                   # optional guest-physical entry point
+//! initrd_address = 0x40400000          # optional guest-physical address of the initrd
+//! dtb_address = 0x40000000             # optional guest-physical address of the guest DTB
 //! bootargs = "console=ttyAMA0"         # optional ("")
 //! priority = 1                         # optional (1); 0..=255, higher runs first
 //! slice_ms = 10                        # optional (10); 0.1..=1000 ms, integer or float
@@ -60,7 +63,10 @@
 //!
 //! Images are recognised by their contents (see [`image`]): an AArch64 ELF is flattened here, a
 //! Linux arm64 `Image` is placed at RAM base + `text_offset`, anything else is a raw binary loaded
-//! at RAM base (RAM base being `memory_base` for an identity-mapped VM).
+//! at RAM base (RAM base being `memory_base` for an identity-mapped VM); `load_address` moves a
+//! raw binary or an `Image`. The guest DTB goes at the start of the last 2 MiB of RAM and the
+//! initrd just below it, unless `dtb_address` and `initrd_address` say otherwise; see
+//! [`placement`] for the rules (booting.rst's) and what may not overlap what.
 
 mod codegen;
 pub mod disks;
@@ -68,6 +74,7 @@ mod error;
 pub mod image;
 pub mod initrd;
 pub mod layout;
+pub mod placement;
 mod schedule;
 mod schema;
 mod size;
@@ -86,6 +93,7 @@ pub use error::{
 pub use image::{Image, ImageFormat};
 pub use initrd::Initrd;
 pub use layout::AddrRange;
+pub use placement::BootLayout;
 pub use size::{parse_size, Size, SizeError};
 pub use time::{Micros, Millis, TimeError};
 
@@ -192,9 +200,11 @@ pub struct Vm {
     pub image_path: PathBuf,
     /// The image, flattened and placed.
     pub image: Image,
-    /// Its initial RAM disk, if the config names one: it fits in RAM beside the image and the
-    /// guest DTB ([`initrd::check_fits`]).
+    /// Its initial RAM disk, if the config names one; [`Vm::boot`] says where it goes.
     pub initrd: Option<Initrd>,
+    /// Where the image, the initrd and the guest DTB go in its RAM: inside it, apart, each
+    /// where booting.rst allows ([`placement`]).
+    pub boot: BootLayout,
     /// Bytes of guest RAM at [`Vm::ram_base`]: a multiple of [`MEMORY_ALIGN`], at most
     /// [`MAX_MEMORY_BYTES`].
     pub memory_bytes: u64,
@@ -527,19 +537,31 @@ fn place_image(
         };
         ConfigError::vm(file, index, Some(name), field, kind)
     })?;
-    let ram_end = ram_base.saturating_add(fields.memory_bytes);
     let initrd = raw
         .initrd
         .as_deref()
-        .map(|written| initrd::load(written, config_dir, &image, ram_end))
+        .map(|written| initrd::load(written, config_dir))
         .transpose()
         .map_err(|kind| ConfigError::vm(file, index, Some(name), Field::Initrd, kind))?;
+    let requests = placement::Requests {
+        image_chosen: raw.load_address.is_some(),
+        initrd: raw
+            .initrd
+            .as_deref()
+            .zip(initrd.as_ref())
+            .map(|(written, initrd)| (written, initrd.bytes.len() as u64)),
+        initrd_address: raw.initrd_address,
+        dtb_address: raw.dtb_address,
+    };
+    let boot = placement::plan(fields.ram_range(), &image, requests)
+        .map_err(|(field, kind)| ConfigError::vm(file, index, Some(name), field, kind))?;
     let disks = disks::load(fields.disks, config_dir, file, index, name)?;
     Ok(Vm {
         name: fields.name,
         image_path,
         image,
         initrd,
+        boot,
         memory_bytes: fields.memory_bytes,
         vcpus: fields.vcpus,
         cpus: fields.cpus,

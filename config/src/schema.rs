@@ -40,6 +40,10 @@ pub(crate) struct RawVm {
     pub cpus: Vec<i64>,
     pub load_address: Option<u64>,
     pub entry: Option<u64>,
+    /// Where the initrd goes, checked in `placement.rs`.
+    pub initrd_address: Option<u64>,
+    /// Where the guest DTB goes, checked in `placement.rs`.
+    pub dtb_address: Option<u64>,
     #[serde(default)]
     pub bootargs: String,
     /// Signed for the same reason as `vcpus`.

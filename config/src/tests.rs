@@ -168,8 +168,8 @@ fn memory_forms() {
     let scratch = with_raw();
     for (memory, bytes) in [
         ("16777216", 16 * MIB),
-        ("\"2M\"", 2 * MIB),
-        ("\"2048K\"", 2 * MIB),
+        ("\"4M\"", 4 * MIB),
+        ("\"4096K\"", 4 * MIB),
         ("\"1G\"", 1 << 30),
         ("\"4G\"", 4 << 30),
         ("\"0x1000000\"", 16 * MIB),
@@ -182,6 +182,24 @@ fn memory_forms() {
             "{memory}"
         );
     }
+    // The least RAM a VM may have, in any spelling; but its 2 MiB are all the guest DTB's
+    // region, so no image fits beside it.
+    for memory in ["2M", "2048K", "0x200000", "2097152"] {
+        assert_eq!(
+            memory_bytes(&SizeText::Text(memory.into())).unwrap(),
+            2 * MIB
+        );
+    }
+    let message = scratch.error("[[vm]]\nname = \"a\"\nimage = \"raw.bin\"\nmemory = \"2M\"\n");
+    assert_names(
+        &message,
+        0,
+        "a",
+        "image",
+        "the guest DTB's 2 MiB region at [0x40000000, 0x40200000) (by default the start of the \
+         last 2 MiB of RAM) overlaps the image (its whole footprint, with .bss or image_size) at \
+         [0x40000000, 0x40000100) (by default RAM base, + text_offset for a Linux Image)",
+    );
 }
 
 #[test]
@@ -259,7 +277,7 @@ fn name_errors() {
         assert!(message.contains("is not a VM name"), "{message}");
     }
     // Fifteen characters is fine.
-    let text = "[[vm]]\nname = \"fifteen-chars_x\"\nimage = \"raw.bin\"\nmemory = \"2M\"\n";
+    let text = "[[vm]]\nname = \"fifteen-chars_x\"\nimage = \"raw.bin\"\nmemory = \"4M\"\n";
     assert!(scratch.parse(text).is_ok());
 }
 
@@ -589,7 +607,7 @@ fn load_reads_relative_to_the_config() {
     let config_path = scratch.path().join("platform/board/vms.toml");
     fs::write(
         &config_path,
-        "[[vm]]\nname = \"g\"\nimage = \"../../guest.bin\"\nmemory = \"2M\"\n",
+        "[[vm]]\nname = \"g\"\nimage = \"../../guest.bin\"\nmemory = \"4M\"\n",
     )
     .unwrap();
     let config = load(&config_path).unwrap();
@@ -641,7 +659,9 @@ fn generated_source() {
         [[vm]]
         name = "raw"
         image = "raw.bin"
-        memory = 0x200000
+        memory = 0x400000
+        load_address = 0x40200000
+        dtb_address = 0x40000000
     "#;
     let config = scratch.parse(text).unwrap();
     let out = scratch.path().join("out");
@@ -672,8 +692,12 @@ fn generated_source() {
         "vcpus: 2,",
         "cpus: &[1, 2],",
         r#"bootargs: "console=ttyAMA0 \"x\"\\","#,
-        "memory_bytes: 2097152,",
+        "memory_bytes: 4194304,",
         "bootargs: \"\",",
+        // The DTB at the start of the last 2 MiB by default, or where the config puts it.
+        "dtb_address: GuestPhysAddr::new(0x40e00000),",
+        "dtb_address: GuestPhysAddr::new(0x41e00000),",
+        "load_address: Some(GuestPhysAddr::new(0x40200000)),\n        entry: Some(GuestPhysAddr::new(0x40200000)),\n        dtb_address: GuestPhysAddr::new(0x40000000),",
         "\n];\n",
     ] {
         assert!(

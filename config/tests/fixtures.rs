@@ -37,7 +37,11 @@ fn good_config() {
         (first.image.load_address, first.image.entry),
         (GUEST_RAM_BASE, GUEST_RAM_BASE)
     );
-    assert_eq!(first.memory_bytes, 2 << 20);
+    assert_eq!(first.memory_bytes, 4 << 20);
+    // The guest DTB at the start of the last 2 MiB by default, or where the config puts it
+    // (here below the image, which takes the top 2 MiB).
+    assert_eq!(first.boot.dtb.start, 0x4020_0000);
+    assert_eq!(second.boot.dtb.start, 0x4000_0000);
     assert_eq!(second.memory_bytes, 4 << 20);
     assert_eq!((second.vcpus, second.cpus.as_slice()), (2, &[1, 2][..]));
     assert_eq!(

@@ -27,6 +27,16 @@ pub struct GuestImage {
     pub bytes: &'static [u8],
 }
 
+/// A VM's initial RAM disk.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestInitrd {
+    /// Guest-physical address of its first byte: inside RAM, clear of the image's footprint and
+    /// of the DTB's region (checked at build time, `bulkhead_config::placement`).
+    pub address: GuestPhysAddr,
+    /// Its bytes, included in the hypervisor image at build time.
+    pub bytes: &'static [u8],
+}
+
 /// One VM, as the validated config describes it.
 #[derive(Clone, Copy, Debug)]
 pub struct VmConfig {
@@ -34,12 +44,11 @@ pub struct VmConfig {
     pub name: &'static str,
     /// The image the VM boots.
     pub image: GuestImage,
-    /// Its initial RAM disk, included at build time; the config checked that it fits in RAM
-    /// beside the image's footprint and the DTB's last 2 MiB, in whole 2 MiB blocks
-    /// (`bulkhead_config::initrd::check_fits`). The guest finds it through
+    /// Its initial RAM disk and where it goes (config `initrd` and `initrd_address`, or the
+    /// highest 2 MiB-aligned room clear of the image and the DTB). The guest finds it through
     /// `/chosen/linux,initrd-start` and `-end`.
-    pub initrd: Option<&'static [u8]>,
-    /// Bytes of guest RAM, a multiple of 2 MiB, at [`GUEST_RAM_BASE`].
+    pub initrd: Option<GuestInitrd>,
+    /// Bytes of guest RAM, a multiple of 2 MiB, at [`GUEST_RAM_BASE`] (or `memory_base`).
     pub memory_bytes: u64,
     /// Number of vCPUs; vCPU n runs on physical CPU `cpus[n % cpus.len()]`.
     pub vcpus: usize,
@@ -50,6 +59,10 @@ pub struct VmConfig {
     pub load_address: Option<GuestPhysAddr>,
     /// Guest-physical address of the first instruction; `None`: the load address.
     pub entry: Option<GuestPhysAddr>,
+    /// Guest-physical address of the guest DTB (x0 at entry), 8-byte aligned, with its
+    /// `DTB_REGION` (2 MiB) inside RAM and clear of the image and initrd (config `dtb_address`,
+    /// by default the start of the last 2 MiB of RAM; checked at build time).
+    pub dtb_address: GuestPhysAddr,
     /// Kernel command line, written to `/chosen/bootargs` of the guest DTB.
     pub bootargs: &'static str,
     /// Scheduling priority on its CPUs: a runnable vCPU of higher priority always runs before

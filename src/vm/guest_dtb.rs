@@ -381,5 +381,17 @@ mod tests {
         let chosen = fdt.find_node("/chosen").unwrap();
         let start = chosen.property("linux,initrd-start").unwrap().as_usize().unwrap();
         assert_eq!(start, 0x4800_0000);
+        let end = chosen.property("linux,initrd-end").unwrap().as_usize().unwrap();
+        assert_eq!(end, 0x4800_1000);
+
+        // Wherever the config put it: not 2 MiB aligned, below the kernel.
+        s.initrd = Some(AddrRange::from_start_size(GuestPhysAddr::new(0x4030_0000), 0x17_7524).unwrap());
+        let blob = build(&s).unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let chosen = fdt.find_node("/chosen").unwrap();
+        assert_eq!(chosen.property("linux,initrd-start").unwrap().as_usize(), Some(0x4030_0000));
+        assert_eq!(chosen.property("linux,initrd-end").unwrap().as_usize(), Some(0x4047_7524));
+        // Nothing is reserved for it: Linux reserves the initrd from /chosen (and its DTB) itself.
+        assert_eq!(fdt.memory_reservations().count(), 0);
     }
 }

@@ -608,6 +608,7 @@ mod tests {
         cpus: &[0],
         load_address: None,
         entry: None,
+        dtb_address: GuestPhysAddr::new(0x4000_0000),
         bootargs: "",
         priority: 1,
         slice_us: 10_000,

@@ -62,8 +62,10 @@ use crate::vm::{
 
 /// Stage-2 blocks are 2 MiB: guest RAM is allocated at that alignment.
 const RAM_ALIGN: u64 = 2 << 20;
-/// The guest DTB sits at the start of the last 2 MiB of RAM (booting.rst: 8-byte aligned, at most
-/// 2 MiB, anywhere in RAM).
+/// Guest RAM set aside for the guest DTB from its address (`VmConfig::dtb_address`, by default
+/// the start of the last 2 MiB of RAM): booting.rst allows a DTB of at most 2 MiB, 8-byte aligned
+/// (`DTB_REGION_BYTES` in bulkhead-config, which checks the region is in RAM and clear of the
+/// image and the initrd).
 const DTB_REGION: u64 = 2 << 20;
 /// RAM a restarting VM's CPU clears (and cleans to the point of coherency) per scheduling point:
 /// small enough that a higher-priority vCPU on that CPU is delayed by well under a millisecond
@@ -97,8 +99,11 @@ pub enum VmBuildError {
     Stage2(MapError<GuestPhysAddr>),
     /// Its device tree could not be written.
     Dtb(guest_dtb::GuestDtbError),
-    /// Its image and device tree do not fit in its RAM together.
-    NoRoomForDtb,
+    /// Its device tree is larger than the region set aside for it.
+    DtbTooLarge(usize),
+    /// Its image, initrd or device tree is not inside its RAM (the config checks this, so this
+    /// is a mismatch between the config crate and the hypervisor).
+    OutsideRam(&'static str),
     /// Its identity-mapped RAM is not free host RAM.
     IdentityRange(PhysAddr),
 }
@@ -109,7 +114,8 @@ impl fmt::Display for VmBuildError {
             Self::Memory(e) => write!(f, "guest RAM: {e}"),
             Self::Stage2(e) => write!(f, "stage-2 tables: {e}"),
             Self::Dtb(e) => write!(f, "{e}"),
-            Self::NoRoomForDtb => write!(f, "the image (and initrd) leave no room for the device tree in the last 2 MiB of RAM"),
+            Self::DtbTooLarge(len) => write!(f, "the device tree is {len} bytes, more than the {DTB_REGION} bytes set aside for it"),
+            Self::OutsideRam(what) => write!(f, "the {what} does not lie inside the VM's RAM"),
             Self::IdentityRange(base) => write!(f, "memory_base {base}: that range is not free host RAM"),
         }
     }
@@ -324,7 +330,9 @@ impl Vm {
         cpu::clean_dcache_range(start as usize, len as usize);
     }
 
-    /// Where the image, the initrd and the device tree go in guest RAM.
+    /// Where the image, the initrd and the device tree go in guest RAM: as the config placed
+    /// them (validated at build time); checked again here so that a mismatch is an error, not a
+    /// write outside the VM.
     fn plan(&self) -> Result<LoadPlan, VmBuildError> {
         let config = self.config;
         let load = match (config.image.kind, config.load_address) {
@@ -332,22 +340,20 @@ impl Vm {
             (ImageKind::LinuxImage, None) => self.ram.start.add(0x8_0000),
             (ImageKind::Raw, None) => self.ram.start,
         };
-        let entry = config.entry.unwrap_or(load);
-        let dtb = GuestPhysAddr::new(self.ram.end.as_u64() - DTB_REGION);
-        let image_end = load.as_u64() + config.image.bytes.len() as u64;
-        if image_end > dtb.as_u64() {
-            return Err(VmBuildError::NoRoomForDtb);
+        if !self.ram.contains_span(load, config.image.bytes.len() as u64) {
+            return Err(VmBuildError::OutsideRam("image"));
         }
-        // The initrd goes just below the DTB, 2 MiB aligned (booting.rst only asks that it lies
-        // in RAM near the kernel; the top of RAM leaves the low part to the kernel's image_size).
+        let entry = config.entry.unwrap_or(load);
+        let dtb = config.dtb_address;
+        if !self.ram.contains_span(dtb, DTB_REGION) {
+            return Err(VmBuildError::OutsideRam("device tree region"));
+        }
         let initrd = match config.initrd {
-            Some(bytes) => {
-                let size = (bytes.len() as u64).next_multiple_of(RAM_ALIGN);
-                let start = GuestPhysAddr::new(dtb.as_u64().saturating_sub(size));
-                if start.as_u64() < image_end {
-                    return Err(VmBuildError::NoRoomForDtb);
-                }
-                AddrRange::from_start_size(start, bytes.len() as u64)
+            Some(initrd) => {
+                let range = AddrRange::from_start_size(initrd.address, initrd.bytes.len() as u64)
+                    .filter(|range| self.ram.contains_span(range.start, range.size()))
+                    .ok_or(VmBuildError::OutsideRam("initrd"))?;
+                Some(range)
             }
             None => None,
         };
@@ -369,8 +375,8 @@ impl Vm {
     fn place_images(&self, shared: &mut VmShared) -> Result<(), VmBuildError> {
         let plan = self.plan()?;
         self.copy_chunk(plan.load, self.config.image.bytes, 0, u64::MAX);
-        if let (Some(range), Some(bytes)) = (plan.initrd, self.config.initrd) {
-            self.copy_chunk(range.start, bytes, 0, u64::MAX);
+        if let (Some(range), Some(initrd)) = (plan.initrd, self.config.initrd) {
+            self.copy_chunk(range.start, initrd.bytes, 0, u64::MAX);
         }
         self.finish_load(shared, &plan)
     }
@@ -393,7 +399,7 @@ impl Vm {
         })
         .map_err(VmBuildError::Dtb)?;
         if dtb.len() as u64 > DTB_REGION {
-            return Err(VmBuildError::NoRoomForDtb);
+            return Err(VmBuildError::DtbTooLarge(dtb.len()));
         }
         self.copy_chunk(plan.dtb, &dtb, 0, u64::MAX);
         cpu::invalidate_icache();
@@ -536,7 +542,7 @@ impl Vm {
         let result = self.plan().map(|plan| {
             let ram = self.config.memory_bytes;
             let image = self.config.image.bytes;
-            let initrd = self.config.initrd.unwrap_or(&[]);
+            let initrd = self.config.initrd.map_or(&[][..], |initrd| initrd.bytes);
             // Each phase is a whole number of chunks, so every chunk starts at a chunk boundary
             // of its phase.
             let image_span = (image.len() as u64).next_multiple_of(RELOAD_CHUNK);
