@@ -71,6 +71,11 @@ pub fn hyp_timer_intid() -> u32 {
     HYP_TIMER_INTID.load(Ordering::Relaxed) as u32
 }
 
+/// The host GIC's maintenance interrupt, once the DT has been read.
+pub fn maintenance_intid() -> Option<u32> {
+    PLATFORM.get().and_then(|p| p.gic.maintenance_intid)
+}
+
 /// The conduit to the host's PSCI firmware, once the DT has been read.
 pub fn firmware_conduit() -> Option<PsciConduit> {
     PLATFORM.get().and_then(|p| p.psci)

@@ -645,6 +645,9 @@ pub struct CpuRuntime {
     /// Index into `vcpus` of the vCPU whose state is in the hardware.
     loaded: Option<usize>,
     lr_count: usize,
+    /// The loaded vCPU's list registers as the exit path last read or wrote them (only the
+    /// entries it is working on are meaningful): kept here so no exit clears a fresh array.
+    lr_scratch: [ListRegister; MAX_LIST_REGISTERS],
     /// VMs this CPU is reloading (see [`Lifecycle::Loading`]).
     reloading: Vec<usize>,
     /// Counter value before which no reload chunk is done.
@@ -677,7 +680,16 @@ impl CpuRuntime {
             }
         }
         let lr_count = gic.list_register_count().min(MAX_LIST_REGISTERS);
-        Self { index, gic, vms, run_queue, vcpus, loaded: None, lr_count, reloading: Vec::new(), next_reload: 0 }
+        Self {
+            index,
+            gic,
+            vms,
+            run_queue,
+            vcpus,
+            loaded: None,
+            lr_count,
+            lr_scratch: [ListRegister::INVALID; MAX_LIST_REGISTERS],
+            reloading: Vec::new(), next_reload: 0 }
     }
 
     /// Runs this CPU's vCPUs forever.
@@ -713,7 +725,7 @@ impl CpuRuntime {
                     // vCPU's virtual timer). WFI wakes on a pending interrupt even with PSTATE.I
                     // set, which it always is at EL2.
                     aarch64_cpu::asm::wfi();
-                    self.drain_interrupts();
+                    let _ = self.drain_interrupts();
                 }
             }
         }
@@ -905,9 +917,9 @@ impl CpuRuntime {
 
     /// Reads the loaded vCPU's list registers `mask` (bit n: LR n) into `lrs`; the others are
     /// left as they are.
-    fn read_list_registers(&self, version: GicVersion, lrs: &mut [ListRegister], mask: u64) {
+    fn read_list_registers(gic: &HostGic, version: GicVersion, lrs: &mut [ListRegister], mask: u64) {
         for (n, lr) in lrs.iter_mut().enumerate().filter(|&(n, _)| mask & (1 << n) != 0) {
-            let raw = self.gic.read_lr(n);
+            let raw = gic.read_lr(n);
             *lr = match version {
                 GicVersion::V3 => ListRegister::from_ich_lr(raw),
                 GicVersion::V2 => ListRegister::from_gich_lr(raw as u32),
@@ -929,9 +941,8 @@ impl CpuRuntime {
     }
 
     fn sync_owned_list_registers(&mut self, slot: usize, owned: u64, vgic: &mut Vgic) {
-        let mut lrs = [ListRegister::INVALID; MAX_LIST_REGISTERS];
-        let lrs = &mut lrs[..self.lr_count];
-        self.read_list_registers(vgic.version(), lrs, owned);
+        let lrs = &mut self.lr_scratch[..self.lr_count];
+        Self::read_list_registers(self.gic, vgic.version(), lrs, owned);
         let synced = vgic.sync(self.vcpus[slot].vcpu, lrs);
         // An invalid list register with its EOI bit set keeps the EOI maintenance interrupt
         // asserted (ICH_EISR_EL2 / GICH_EISR): clear the completed ones now.
@@ -971,8 +982,12 @@ impl CpuRuntime {
         let version = vgic.version();
         // The vGIC rewrites the list registers it owns from its model and fills free ones,
         // which are all Invalid (Vgic::lr_mask): nothing needs reading first.
-        let mut lrs = [ListRegister::INVALID; MAX_LIST_REGISTERS];
-        let lrs = &mut lrs[..self.lr_count];
+        let lrs = &mut self.lr_scratch[..self.lr_count];
+        for (n, lr) in lrs.iter_mut().enumerate() {
+            if before & (1 << n) == 0 {
+                *lr = ListRegister::INVALID;
+            }
+        }
         let flushed = vgic.flush(vcpu, lrs);
         let written = before | vgic.lr_mask(vcpu);
         for (n, lr) in lrs.iter().enumerate().filter(|&(n, _)| written & (1 << n) != 0) {
@@ -1011,9 +1026,12 @@ impl CpuRuntime {
                     shared.devices.stats.irq += 1;
                     self.sync_list_registers(slot, &mut shared);
                 }
-                self.drain_interrupts();
-                // A physical interrupt is a scheduling point.
-                return;
+                // The loaded vCPU's own timer and the maintenance interrupt only change what
+                // this vCPU is to take: it goes on at once. Anything else (a deadline, a kick, a
+                // passthrough line) is a scheduling point.
+                if self.drain_interrupts() == Drained::Reschedule {
+                    return;
+                }
             }
             let outcome = {
                 let mut shared = vm.shared.lock();
@@ -1063,10 +1081,13 @@ impl CpuRuntime {
         };
         // An interrupt already in a list register and pending also wakes WFI (trapped WFI does
         // not look at it: HCR_EL2.TWI traps unconditionally).
-        let mut lrs = [ListRegister::INVALID; MAX_LIST_REGISTERS];
-        let lrs = &mut lrs[..self.lr_count];
-        self.read_list_registers(version, lrs, owned);
-        if lrs.iter().any(|lr| matches!(lr.state, LrState::Pending | LrState::PendingActive)) {
+        let lrs = &mut self.lr_scratch[..self.lr_count];
+        Self::read_list_registers(self.gic, version, lrs, owned);
+        let pending_in_lr = lrs
+            .iter()
+            .enumerate()
+            .any(|(n, lr)| owned & (1 << n) != 0 && matches!(lr.state, LrState::Pending | LrState::PendingActive));
+        if pending_in_lr {
             return false;
         }
         let v = &self.vcpus[slot];
@@ -1080,10 +1101,16 @@ impl CpuRuntime {
         true
     }
 
-    /// Acknowledges every pending physical interrupt.
-    fn drain_interrupts(&mut self) {
+    /// Acknowledges every pending physical interrupt, and says whether any needs a scheduling
+    /// decision.
+    fn drain_interrupts(&mut self) -> Drained {
+        let mut drained = Drained::Continue;
+        let maintenance = crate::boot::maintenance_intid();
         while let Some(iar) = self.gic.acknowledge() {
             let intid = iar.intid();
+            if intid != VTIMER_INTID && Some(intid) != maintenance {
+                drained = Drained::Reschedule;
+            }
             if intid == VTIMER_INTID {
                 // The loaded vCPU's virtual timer fired: mask it (its line would stay asserted)
                 // and make the virtual interrupt pending; the guest's EOI unmasks it.
@@ -1111,6 +1138,7 @@ impl CpuRuntime {
             }
             self.gic.end_of_interrupt(iar);
         }
+        drained
     }
 
     /// A passthrough device's SPI fired: mask it at the distributor (it is level-triggered and
@@ -1167,6 +1195,15 @@ impl CpuRuntime {
             }
         }
     }
+}
+
+/// What [`CpuRuntime::drain_interrupts`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drained {
+    /// Only the loaded vCPU's virtual timer and the maintenance interrupt: the vCPU goes on.
+    Continue,
+    /// Something else (a deadline, a kick, a passthrough line): decide what runs next.
+    Reschedule,
 }
 
 /// Guest exits on all CPUs, counted only for the `selftest-panic` test build.
