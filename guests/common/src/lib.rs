@@ -34,6 +34,7 @@ compile_error!(
 );
 
 pub mod addr;
+pub mod blk;
 pub mod bootargs;
 pub mod checks;
 pub mod cpu;
