@@ -138,6 +138,8 @@ pub enum Unit {
     Instructions,
     /// Nanoseconds of QEMU's virtual clock (one per instruction under `-icount shift=0`).
     Nanoseconds,
+    /// Throughput: KiB moved per million instructions retired (EL1 and EL2).
+    KibPerMillionInstructions,
 }
 
 impl fmt::Display for Unit {
@@ -145,6 +147,7 @@ impl fmt::Display for Unit {
         f.write_str(match self {
             Self::Instructions => "instructions",
             Self::Nanoseconds => "ns",
+            Self::KibPerMillionInstructions => "KiB/Minstr",
         })
     }
 }
@@ -157,7 +160,7 @@ pub struct Figure<'a> {
     pub total: &'a Series,
     /// Its EL2 part in each run, where it has one.
     pub el2: Option<&'a Series>,
-    /// The unit of `total` (`el2` is always in instructions).
+    /// The unit of `total` (`el2` is always in instructions: per request for a throughput).
     pub unit: Unit,
 }
 
