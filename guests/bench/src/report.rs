@@ -271,6 +271,18 @@ mod tests {
             std::format!("{line}"),
             "BENCH first_guest_instruction total=1234 unit=ns runs=1 min=1234 max=1234"
         );
+        let rates = series(&[1190, 1174, 1181]);
+        let per_request = series(&[52966, 53753, 53041]);
+        let line = Figure {
+            name: "blk_seq_read_64k",
+            total: &rates,
+            el2: Some(&per_request),
+            unit: Unit::KibPerMillionInstructions,
+        };
+        assert_eq!(
+            std::format!("{line}"),
+            "BENCH blk_seq_read_64k total=1181 el2=53041 unit=KiB/Minstr runs=3 min=1174 max=1190"
+        );
         let empty = Series::new();
         let line = Figure {
             name: "x",
