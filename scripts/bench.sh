@@ -8,17 +8,15 @@
 # cpu0), tests/configs/bench-switch.toml (the same with two vCPUs on cpu0), guests/linux/vm.toml
 # and the default demo (for the footprint), then boots under QEMU TCG with
 # `-icount shift=0,sleep=off` on a 1-CPU virt board: the bench guest in a Bulkhead VM, the bench
-# guest natively (QEMU starts it at EL2; it drops to EL1 over a minimal EL2 of its own), and the
-# two-vCPU VM (the bench guest's disk figures: in a VM through a partition of QEMU's virtio-blk
-# disk that Bulkhead drives, natively on QEMU's virtio-blk directly; each boot 3 times, medians);
-# then, on the wall clock, Linux to its init marker under Bulkhead and directly on
-# QEMU, and the default demo up to the hypervisor's memory line. Every console log is kept in
-# target/bench/. Performance is measured here, not in scripts/test.sh: the `bench` scenario only
-# checks that the guest's paths still work.
+# guest natively (QEMU starts it at EL2; it drops to EL1 over a minimal EL2 of its own), each 3
+# times with a fresh QEMU virtio-blk disk (the VM's is a partition of it that Bulkhead drives),
+# and the two-vCPU VM; then, on the wall clock, Linux to its init marker under Bulkhead and
+# directly on QEMU, and the default demo up to the hypervisor's memory line. Console logs: in
+# target/bench/. Performance is measured here, not in scripts/test.sh (the `bench` scenario).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 case "${1:-}" in
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     "") ;;
     *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
 esac
