@@ -20,6 +20,7 @@ use guest_common::{bootargs, irq, println, smp, Boot, Checks};
 use tock_registers::interfaces::{Readable, Writeable};
 
 use crate::boot::{self, Mode};
+use crate::disk;
 use crate::gicd::{Distributor, FIRST_SPI};
 use crate::pmu;
 use crate::report::{ticks_to_nanos, Count, Figure, Reading, Series, Unit};
@@ -29,8 +30,9 @@ type GuestChecks = Checks<'static, Console>;
 
 /// Runs measured per figure, after [`WARMUP_RUNS`] that are not (the first run of a path may take
 /// a branch the others do not, such as a first-time log line).
-const RUNS: usize = 16;
-const WARMUP_RUNS: usize = 2;
+pub const RUNS: usize = 16;
+/// See [`RUNS`].
+pub const WARMUP_RUNS: usize = 2;
 
 /// A function ID no one implements: SMC64 fast call, owner 6 (Vendor Specific Hypervisor
 /// Service), function 0xffff (DEN0028 section 2.5). Bulkhead, like any SMCCC implementation,
@@ -84,12 +86,13 @@ macro_rules! timed {
 }
 
 /// What every figure needs.
-struct Bench {
-    checks: GuestChecks,
+pub struct Bench {
+    /// The PASS/FAIL reporter.
+    pub checks: GuestChecks,
     /// The counters are ours and count instructions.
-    counting: bool,
+    pub counting: bool,
     /// What `timed!` retires with nothing to time.
-    overhead: Count,
+    pub overhead: Count,
     /// `bench.only`: the figures to run (all if `None`).
     only: Option<&'static str>,
     /// CNTFRQ_EL0.
@@ -97,12 +100,13 @@ struct Bench {
 }
 
 impl Bench {
-    fn wanted(&self, name: &str) -> bool {
+    /// Whether `bench.only` (if given) names the figure.
+    pub fn wanted(&self, name: &str) -> bool {
         self.only.is_none_or(|list| list.split(',').any(|n| n == name))
     }
 
     /// Prints the figure `name` (nothing if it was not measured).
-    fn report(&self, name: &str, total: &Series, el2: Option<&Series>, unit: Unit) {
+    pub fn report(&self, name: &str, total: &Series, el2: Option<&Series>, unit: Unit) {
         if !total.is_empty() {
             println!("{}", Figure { name, total, el2, unit });
         }
@@ -184,7 +188,7 @@ pub fn main(boot: &'static Boot) -> ! {
 
     first_guest_instruction(&mut bench);
     hypercalls(&mut bench);
-    let gic = match gic::init(boot).and_then(|gic| gic.init_cpu().map(|_| gic)) {
+    let gic = match gic::init(boot).and_then(|gic| gic.init_cpu().map(|cpu| (gic, cpu))) {
         Ok(gic) => Some(gic),
         Err(error) => {
             bench.checks.fail("GIC set up", error);
@@ -192,7 +196,7 @@ pub fn main(boot: &'static Boot) -> ! {
         }
     };
     virtio(&mut bench, boot, mode);
-    if let Some(gic) = gic {
+    if let Some((gic, _)) = gic {
         distributor(&mut bench, gic);
         if gic.version() == GicVersion::V3 {
             self_sgi(&mut bench);
@@ -202,6 +206,8 @@ pub fn main(boot: &'static Boot) -> ! {
             println!("SKIP: self_sgi, vtimer_latency, vcpu_switch (the IRQ handler needs a GICv3)");
         }
     }
+    // Last: the disk's SPI is enabled while they run, never taken (IRQs masked), and disabled.
+    disk::figures(&mut bench, boot, gic);
     bench.checks.finish()
 }
 

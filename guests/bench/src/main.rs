@@ -40,6 +40,8 @@ mod report;
 #[cfg(target_os = "none")]
 mod boot;
 #[cfg(target_os = "none")]
+mod disk;
+#[cfg(target_os = "none")]
 mod figures;
 #[cfg(target_os = "none")]
 mod gicd;

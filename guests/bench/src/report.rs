@@ -138,6 +138,8 @@ pub enum Unit {
     Instructions,
     /// Nanoseconds of QEMU's virtual clock (one per instruction under `-icount shift=0`).
     Nanoseconds,
+    /// Throughput: KiB moved per million instructions retired (EL1 and EL2).
+    KibPerMillionInstructions,
 }
 
 impl fmt::Display for Unit {
@@ -145,6 +147,7 @@ impl fmt::Display for Unit {
         f.write_str(match self {
             Self::Instructions => "instructions",
             Self::Nanoseconds => "ns",
+            Self::KibPerMillionInstructions => "KiB/Minstr",
         })
     }
 }
@@ -157,7 +160,7 @@ pub struct Figure<'a> {
     pub total: &'a Series,
     /// Its EL2 part in each run, where it has one.
     pub el2: Option<&'a Series>,
-    /// The unit of `total` (`el2` is always in instructions).
+    /// The unit of `total` (`el2` is always in instructions: per request for a throughput).
     pub unit: Unit,
 }
 
@@ -267,6 +270,18 @@ mod tests {
         assert_eq!(
             std::format!("{line}"),
             "BENCH first_guest_instruction total=1234 unit=ns runs=1 min=1234 max=1234"
+        );
+        let rates = series(&[1190, 1174, 1181]);
+        let per_request = series(&[52966, 53753, 53041]);
+        let line = Figure {
+            name: "blk_seq_read_64k",
+            total: &rates,
+            el2: Some(&per_request),
+            unit: Unit::KibPerMillionInstructions,
+        };
+        assert_eq!(
+            std::format!("{line}"),
+            "BENCH blk_seq_read_64k total=1181 el2=53041 unit=KiB/Minstr runs=3 min=1174 max=1190"
         );
         let empty = Series::new();
         let line = Figure {

@@ -18,6 +18,9 @@
 //!   handler hook and race-free waiting ([`irq`]), the virtual timer ([`timer`]), secondary CPU
 //!   start-up with PSCI CPU_ON ([`smp`], [`cpu`]), bootargs options ([`bootargs`]) and latency
 //!   statistics ([`stats`]);
+//! - for the guests with virtio-blk disks (`guests/disk`, `guests/bench`): finding the
+//!   transports, the `virtio-drivers` HAL (feature `virtio`) and the disk test pattern ([`blk`]),
+//!   and setting up an SPI at the distributor ([`gic::spi`], also `guests/rtc`'s);
 //! - a panic handler, and an unexpected-exception report, that print `FAIL: ...` and the
 //!   `SUMMARY` line and power off.
 //!
@@ -34,6 +37,7 @@ compile_error!(
 );
 
 pub mod addr;
+pub mod blk;
 pub mod bootargs;
 pub mod checks;
 pub mod cpu;

@@ -9,10 +9,11 @@ use guest_common::{println, AddrRange, Boot, Checks};
 use virtio_drivers::device::blk::VirtIOBlk;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 
-use crate::devices::{self, BlockTransport, Origin};
-use crate::hal::{self, GuestHal};
+use guest_common::blk::find::{self as devices, BlockTransport, Origin};
+use guest_common::blk::hal::{self, GuestHal};
+use guest_common::blk::pattern::{self, SECTOR_SIZE};
+
 use crate::hostile::{self, Case, Target};
-use crate::pattern::{self, SECTOR_SIZE};
 
 type GuestChecks = Checks<'static, Console>;
 type Disk = VirtIOBlk<GuestHal, MmioTransport<'static>>;

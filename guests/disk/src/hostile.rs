@@ -19,9 +19,8 @@ use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 use tock_registers::{register_bitfields, register_structs};
 
+use guest_common::blk::hal;
 use guest_common::timer;
-
-use crate::hal;
 
 register_bitfields! {u32,
     /// Device Status (§2.1).

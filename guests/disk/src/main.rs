@@ -31,25 +31,8 @@
 //!
 //! # The pattern
 //!
-//! Sector `s` (counted from 0 on the disk as the guest sees it) of a disk written with seed
-//! `seed` holds 512 bytes `b[0..512]`:
-//!
-//! - `b[0..8]`   = `s` as a little-endian u64;
-//! - `b[8..16]`  = `seed` as a little-endian u64;
-//! - `b[i]` for `i` in `16..512` = `(s * 31 + i + seed) & 0xff`.
-//!
-//! In Python:
-//!
-//! ```python
-//! def sector(seed, s):
-//!     b = bytearray((s * 31 + i + seed) & 0xff for i in range(512))
-//!     b[0:8] = s.to_bytes(8, "little")
-//!     b[8:16] = seed.to_bytes(8, "little")
-//!     return bytes(b)
-//! ```
-//!
-//! The header makes every sector unique, so a write that lands on the wrong sector (or a read
-//! served from one) is caught even 256 sectors away, where the byte formula repeats.
+//! `guest_common::blk::pattern` defines it (with a Python equivalent for harnesses): every
+//! sector carries its number and the seed, then a byte formula of both.
 //!
 //! It runs only as a bare-metal guest (`--target aarch64-unknown-none`); a build for any other
 //! target is a stub that says so, which keeps host-side `cargo build --workspace` working.
@@ -59,13 +42,7 @@
 #[cfg(target_os = "none")]
 mod checks;
 #[cfg(target_os = "none")]
-mod devices;
-#[cfg(target_os = "none")]
-mod hal;
-#[cfg(target_os = "none")]
 mod hostile;
-#[cfg(target_os = "none")]
-mod pattern;
 
 #[cfg(target_os = "none")]
 guest_common::entry!(checks::main);

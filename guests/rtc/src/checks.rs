@@ -14,6 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use guest_common::console::Console;
 use guest_common::exception::catch_fault;
+use guest_common::gic::spi::Spi;
 use guest_common::gic::{self, Gic};
 use guest_common::timer::{self, VIRTUAL_TIMER_INTID};
 use guest_common::{irq, println, probe, Boot, Checks};
@@ -25,7 +26,6 @@ use crate::pl031::{
     id_word, PeriphId, Pl031Registers, PCELL_ID_OFFSET, PERIPH_ID_OFFSET, PRIMECELL_ID, RTCCR,
     RTCICR, RTCIMSC, RTCMIS, RTCRIS,
 };
-use crate::spi::Spi;
 
 type GuestChecks = Checks<'static, Console>;
 

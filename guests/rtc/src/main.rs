@@ -36,8 +36,6 @@ mod pl031;
 
 #[cfg(target_os = "none")]
 mod checks;
-#[cfg(target_os = "none")]
-mod spi;
 
 #[cfg(target_os = "none")]
 guest_common::entry!(checks::main);

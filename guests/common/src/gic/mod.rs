@@ -40,6 +40,8 @@ pub mod regs;
 mod driver;
 #[cfg(target_os = "none")]
 pub use driver::*;
+#[cfg(target_os = "none")]
+pub mod spi;
 
 use regs::GICD_SGIR;
 

@@ -10,7 +10,7 @@ use core::ptr::NonNull;
 use spin::Mutex;
 use virtio_drivers::{BufferDirection, Hal, PhysAddr, PAGE_SIZE};
 
-use guest_common::AddrRange;
+use crate::AddrRange;
 
 /// The free RAM still to hand out.
 static FREE: Mutex<AddrRange> = Mutex::new(AddrRange::new(0, 0));

@@ -1,5 +1,5 @@
-//! One SPI at the (virtual) distributor: the part of the GIC that guest-common's driver, which
-//! serves SGIs and PPIs only, leaves alone.
+//! One SPI at the (virtual) distributor: the part of the GIC that the driver in `driver.rs`, which
+//! serves SGIs and PPIs only, leaves alone (guests/rtc's passthrough RTC, guests/bench's disk).
 //!
 //! Setting up an SPI (GICv3, IHI 0069 section 12.9; GICv2, IHI 0048B section 4.3), in this order,
 //! with the interrupt disabled throughout: clear a stale pending state (GICD_ICPENDR); its
@@ -18,10 +18,10 @@
 
 use core::fmt;
 
-use guest_common::addr::AddrRange;
-use guest_common::cpu::{current_mpidr, Mpidr};
-use guest_common::gic::regs::{IPRIORITYR, ITARGETSR};
-use guest_common::gic::{intid_bit, CpuInterface, Gic, GicVersion, DEFAULT_PRIORITY};
+use super::regs::{IPRIORITYR, ITARGETSR};
+use super::{intid_bit, CpuInterface, Gic, GicVersion, DEFAULT_PRIORITY};
+use crate::addr::AddrRange;
+use crate::cpu::{current_mpidr, Mpidr};
 use tock_registers::fields::Field;
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::register_bitfields;

@@ -3,9 +3,9 @@
 //! identification registers are read with a fault-proof probe, so a transport that is not
 //! mapped is skipped rather than fatal.
 
-use guest_common::dt::DeviceTree;
-use guest_common::exception::catch_fault;
-use guest_common::probe;
+use crate::dt::DeviceTree;
+use crate::exception::catch_fault;
+use crate::probe;
 
 /// `MagicValue` of a virtio-mmio transport (virtio 1.2 §4.2.2): "virt".
 pub const MAGIC: u32 = 0x7472_6976;
