@@ -794,16 +794,21 @@ impl Vgic {
         for index in bits_of_u64(self.vcpus[vcpu].slots.occupied) {
             self.refresh(vcpu, index, &mut lrs[index]);
         }
+        // Whether the candidates ran out before the free list registers did.
+        let mut exhausted = false;
         for (index, lr) in lrs.iter_mut().enumerate().take(count) {
             if self.vcpus[vcpu].slots.get(index).is_some() || lr.state != LrState::Invalid {
                 continue;
             }
-            let Some(loc) = self.best_candidate(vcpu) else { break };
+            let Some(loc) = self.best_candidate(vcpu) else {
+                exhausted = true;
+                break;
+            };
             self.populate(vcpu, index, loc, lr);
         }
         FlushOutcome {
             used: self.vcpus[vcpu].slots.indices().filter(|&index| index < count).count(),
-            more_pending: self.best_candidate(vcpu).is_some(),
+            more_pending: !exhausted && self.best_candidate(vcpu).is_some(),
         }
     }
 
@@ -1053,14 +1058,27 @@ impl Vgic {
     /// The best interrupt waiting for a list register of `vcpu`: lowest priority value, then
     /// lowest INTID.
     fn best_candidate(&self, vcpu: usize) -> Option<Loc> {
-        let private =
-            bits_of(self.candidates(&self.vcpus[vcpu].private)).map(|bit| Loc { bank: BankId::Private(vcpu), bit });
-        let spis = self.stirred_spi_words().flat_map(move |(n, bank)| {
-            bits_of(self.candidates(bank))
-                .map(move |bit| Loc { bank: BankId::Spi(n), bit })
-                .filter(move |&loc| self.target(loc) == Some(vcpu))
-        });
-        private.chain(spis).min_by_key(|&loc| (self.bank(loc.bank).priority[loc.index()], loc.intid()))
+        // Candidates come in INTID order, so keeping the first of each priority breaks ties
+        // towards the lower INTID.
+        let mut best: Option<(u8, Loc)> = None;
+        let mut consider = |priority: u8, loc: Loc| {
+            if best.is_none_or(|(p, _)| priority < p) {
+                best = Some((priority, loc));
+            }
+        };
+        let private = &self.vcpus[vcpu].private;
+        for bit in bits_of(self.candidates(private)) {
+            consider(private.priority[bit as usize], Loc { bank: BankId::Private(vcpu), bit });
+        }
+        for (n, bank) in self.stirred_spi_words() {
+            for bit in bits_of(self.candidates(bank)) {
+                let loc = Loc { bank: BankId::Spi(n), bit };
+                if self.target(loc) == Some(vcpu) {
+                    consider(bank.priority[bit as usize], loc);
+                }
+            }
+        }
+        best.map(|(_, loc)| loc)
     }
 
     /// The list register for the interrupt in `slot`.
