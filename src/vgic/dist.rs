@@ -337,6 +337,7 @@ impl DistReg {
 }
 
 /// The bit-per-interrupt arrays, by base offset.
+/// Contiguous: array n starts at IGROUPR + n * BIT_ARRAY_SIZE (checked below).
 const BIT_ARRAYS: [(u64, BitReg); 7] = [
     (offset::IGROUPR, BitReg::Group),
     (offset::ISENABLER, BitReg::SetEnable),
@@ -346,12 +347,20 @@ const BIT_ARRAYS: [(u64, BitReg); 7] = [
     (offset::ISACTIVER, BitReg::SetActive),
     (offset::ICACTIVER, BitReg::ClearActive),
 ];
+const _: () = {
+    let mut n = 0;
+    while n < BIT_ARRAYS.len() {
+        assert!(BIT_ARRAYS[n].0 == offset::IGROUPR + n as u64 * offset::BIT_ARRAY_SIZE);
+        n += 1;
+    }
+};
 
 /// Decodes a distributor offset (below [`GICD_SIZE`]).
 fn decode(version: GicVersion, off: u64) -> DistReg {
     let v3 = version == GicVersion::V3;
-    for (base, reg) in BIT_ARRAYS {
-        if (base..base + offset::BIT_ARRAY_SIZE).contains(&off) {
+    // The bit arrays sit back to back from IGROUPR, one BIT_ARRAY_SIZE each.
+    if let Some(array) = off.checked_sub(offset::IGROUPR).map(|rel| rel / offset::BIT_ARRAY_SIZE) {
+        if let Some(&(base, reg)) = BIT_ARRAYS.get(array as usize) {
             return DistReg::Bits(reg, ((off - base) / REGISTER_BYTES) as usize);
         }
     }
