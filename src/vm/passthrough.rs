@@ -14,8 +14,12 @@
 //! Everything here but [`PhysicalTransport`] is pure and tested on the host.
 
 use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
 
 use crate::addr::{AddrRange, GuestPhysAddr, PhysAddr, PAGE_SIZE};
+use crate::platform::VirtioMmio;
+use crate::vm::config::{DeviceKind, PassthroughDevice, VmConfig};
 use crate::vm::mmio::MmioError;
 
 /// Offset of the device-specific configuration space: below it are the transport's control
@@ -62,6 +66,87 @@ pub fn page_of(window: AddrRange<PhysAddr>) -> AddrRange<PhysAddr> {
 pub fn alone_in_page(window: AddrRange<PhysAddr>, others: &[AddrRange<PhysAddr>]) -> bool {
     let page = page_of(window);
     window.end <= page.end && !others.iter().any(|other| *other != window && other.overlaps(&page))
+}
+
+/// Why a VM's virtio-mmio passthrough device cannot be given to it: the host's device tree
+/// does not have that transport. The VM is then not started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostTransportError {
+    /// No virtio-mmio node of the host's tree has its registers at `base`.
+    NotInHostTree {
+        /// The configured base.
+        base: u64,
+    },
+    /// The host's node has a smaller window than the config gives it.
+    WindowTooLarge {
+        /// The configured size.
+        size: u64,
+        /// The host node's size.
+        host: u64,
+    },
+    /// The host's node interrupts with another INTID than the config's SPI.
+    OtherInterrupt {
+        /// The configured SPI.
+        spi: u32,
+        /// The host node's INTID.
+        host: u32,
+    },
+}
+
+impl fmt::Display for HostTransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotInHostTree { base } => {
+                write!(f, "the host device tree has no virtio-mmio transport at {base:#x}")
+            }
+            Self::WindowTooLarge { size, host } => {
+                write!(f, "size {size:#x} is larger than the host transport's {host:#x}")
+            }
+            Self::OtherInterrupt { spi, host } => {
+                write!(f, "spis = [{spi}], but the host transport interrupts with INTID {host}")
+            }
+        }
+    }
+}
+
+/// The host transport `device` (a `DeviceKind::VirtioMmio` passthrough device) names: the one
+/// of `host` (the host tree's virtio-mmio nodes) at its base, with a window at least as large
+/// and the same interrupt.
+pub fn host_transport<'a>(device: &PassthroughDevice, host: &'a [VirtioMmio]) -> Result<&'a VirtioMmio, HostTransportError> {
+    let transport = host
+        .iter()
+        .find(|t| t.base.as_u64() == device.base)
+        .ok_or(HostTransportError::NotInHostTree { base: device.base })?;
+    if transport.size < device.size {
+        return Err(HostTransportError::WindowTooLarge { size: device.size, host: transport.size });
+    }
+    let spi = device.spis.first().copied().unwrap_or(0);
+    if transport.intid != spi {
+        return Err(HostTransportError::OtherInterrupt { spi, host: transport.intid });
+    }
+    Ok(transport)
+}
+
+/// The register windows of every virtio-mmio transport `configs` pass through to a VM.
+pub fn passed_through(configs: &[VmConfig]) -> Vec<AddrRange<PhysAddr>> {
+    configs
+        .iter()
+        .flat_map(|config| config.passthrough.iter())
+        .filter(|device| device.kind == DeviceKind::VirtioMmio)
+        .filter_map(|device| AddrRange::from_start_size(PhysAddr::new(device.base), device.size))
+        .collect()
+}
+
+/// The transports of `host` no VM is given (`passed` from [`passed_through`]): the ones
+/// Bulkhead's own virtio-blk driver may probe and use for emulated disks.
+pub fn left_to_bulkhead(host: &[VirtioMmio], passed: &[AddrRange<PhysAddr>]) -> Vec<VirtioMmio> {
+    host.iter()
+        .filter(|t| {
+            let window = AddrRange::from_start_size(t.base, t.size.max(1));
+            !window.is_some_and(|w| passed.iter().any(|p| p.overlaps(&w)))
+        })
+        .copied()
+        .collect()
 }
 
 /// The registers of a physical transport, as Bulkhead reaches them at EL2.
@@ -252,6 +337,45 @@ pub(crate) mod tests {
         assert!(!alone_in_page(board, &[phys(0x1000_0f00, 0x100)]));
         // ...a window in the next page does not.
         assert!(alone_in_page(board, &[phys(0x1000_1000, 0x100)]));
+    }
+
+    fn qemu_virt() -> Vec<VirtioMmio> {
+        (0..32).map(|n| VirtioMmio { base: PhysAddr::new(0x0a00_0000 + 0x200 * n), size: 0x200, intid: 48 + n as u32 }).collect()
+    }
+
+    fn transport(base: u64, size: u64, spi: u32) -> PassthroughDevice {
+        // Leaked: the hypervisor's tables are 'static.
+        let spis: &'static [u32] = Box::leak(Box::new([spi]));
+        PassthroughDevice { name: "vda", kind: DeviceKind::VirtioMmio, base, size, spis }
+    }
+
+    #[test]
+    fn the_transport_must_be_in_the_host_tree() {
+        let host = qemu_virt();
+        assert_eq!(host_transport(&transport(0x0a00_3e00, 0x200, 79), &host).unwrap().base, PhysAddr::new(0x0a00_3e00));
+        assert_eq!(host_transport(&transport(0x0a00_3e00, 0x100, 79), &host).unwrap().intid, 79);
+        assert_eq!(
+            host_transport(&transport(0x0a00_4000, 0x200, 80), &host),
+            Err(HostTransportError::NotInHostTree { base: 0x0a00_4000 })
+        );
+        assert_eq!(
+            host_transport(&transport(0x0a00_3e00, 0x400, 79), &host),
+            Err(HostTransportError::WindowTooLarge { size: 0x400, host: 0x200 })
+        );
+        let error = host_transport(&transport(0x0a00_3e00, 0x200, 78), &host).unwrap_err();
+        assert_eq!(error, HostTransportError::OtherInterrupt { spi: 78, host: 79 });
+        assert_eq!(error.to_string(), "spis = [78], but the host transport interrupts with INTID 79");
+    }
+
+    #[test]
+    fn passed_through_transports_are_not_bulkheads() {
+        let host = qemu_virt();
+        let passed = [phys(0x0a00_3e00, 0x200)];
+        let left = left_to_bulkhead(&host, &passed);
+        assert_eq!(left.len(), 31);
+        assert!(left.iter().all(|t| t.base != PhysAddr::new(0x0a00_3e00)));
+        assert!(left.iter().any(|t| t.base == PhysAddr::new(0x0a00_3c00)));
+        assert_eq!(left_to_bulkhead(&host, &[]).len(), 32);
     }
 
     #[test]
