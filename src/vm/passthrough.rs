@@ -276,9 +276,12 @@ pub(crate) mod tests {
     use alloc::vec::Vec;
     use spin::Mutex;
 
+    /// One access a [`FakeTransport`] saw: (store, offset, size, value stored or 0).
+    pub(crate) type Seen = (bool, u64, u8, u64);
+
     /// A transport that records what reaches it and answers loads with `offset + size`.
     #[derive(Clone, Default)]
-    pub(crate) struct FakeTransport(pub(crate) Arc<Mutex<Vec<(bool, u64, u8, u64)>>>);
+    pub(crate) struct FakeTransport(pub(crate) Arc<Mutex<Vec<Seen>>>);
 
     impl TransportIo for FakeTransport {
         fn read(&mut self, offset: u64, size: u8) -> u64 {
