@@ -317,7 +317,8 @@ fn passed_transports(config: &'static VmConfig, platform: &Platform<'_>) -> Resu
         let host = passthrough::host_transport(device, &platform.virtio_mmio).map_err(|error| {
             log::error!("vm {}: not started: device {}: {error}", config.name, device.name);
         })?;
-        let window = AddrRange::from_start_size(host.base, device.size).ok_or(())?;
+        let window_error = || log::error!("vm {}: not started: device {}: its window wraps", config.name, device.name);
+        let window = AddrRange::from_start_size(host.base, device.size).ok_or_else(window_error)?;
         let reach = if passthrough::alone_in_page(window, &windows) { Reach::Mapped } else { Reach::Forwarded };
         log::info!(
             "vm {}: virtio-mmio {} at {} (INTID {}): {}",
@@ -334,7 +335,7 @@ fn passed_transports(config: &'static VmConfig, platform: &Platform<'_>) -> Resu
         // Device memory at EL2; the config gives it to this VM alone, and
         // `probe_physical_disks` left it out of Bulkhead's own driver.
         let io = unsafe { PhysicalTransport::new(host.base, device.size) };
-        let ipa = AddrRange::from_start_size(crate::addr::GuestPhysAddr::new(device.base), device.size).ok_or(())?;
+        let ipa = AddrRange::from_start_size(crate::addr::GuestPhysAddr::new(device.base), device.size).ok_or_else(window_error)?;
         transports.push(PassedTransport::new(device.name, ipa, reach, alloc::boxed::Box::new(io)));
     }
     Ok(transports)
@@ -429,7 +430,8 @@ fn build_vms(gic: &HostGic) {
             continue;
         }
         let device_nodes = passthrough_nodes(config);
-        let Some(platform) = PLATFORM.get() else { continue };
+        // Phase 3 parsed the platform before anything else runs.
+        let Some(platform) = PLATFORM.get() else { boot_error("platform", "not parsed") };
         let Ok(transports) = passed_transports(config, platform) else { continue };
         let disks = match open_disks(index, config, &mut frames, &mut claims) {
             Ok(disks) => disks,
