@@ -28,8 +28,9 @@ use crate::platform::{self, GicRegions, Platform, PsciConduit};
 use crate::arch::aarch64::gic::HostGic;
 use crate::blockdev::{self, virtio_phys, Claims, RawDisk};
 use crate::virtio::VirtioBlkDevice;
-use crate::vm::config::VmConfig;
+use crate::vm::config::{DeviceKind, VmConfig};
 use crate::vm::guest_dtb::GuestDevice;
+use crate::vm::passthrough::{self, PassedTransport, PhysicalTransport, Reach};
 use crate::vm::run::{CpuRuntime, Vm};
 use crate::{console, smp, vms};
 
@@ -305,22 +306,61 @@ fn passthrough_nodes(config: &VmConfig) -> Vec<GuestDevice> {
                     log::warn!("vm {}: no host DT node at {:#x} for device {}", config.name, device.base, device.name);
                     Vec::new()
                 });
-            GuestDevice { compatible, base: device.base, size: device.size, spis: device.spis.to_vec() }
+            let dma_coherent = platform::dma_coherent_at(blob, PhysAddr::new(device.base));
+            GuestDevice { compatible, base: device.base, size: device.size, spis: device.spis.to_vec(), dma_coherent }
         })
         .collect()
+}
+
+/// The physical virtio-mmio transports `config` passes through, each checked against the host's
+/// tree and reached the way its page allows: mapped if it is alone in its page, else trapped
+/// and forwarded. An error names the device; the VM is then not started.
+fn passed_transports(config: &'static VmConfig, platform: &Platform<'_>) -> Result<Vec<PassedTransport>, ()> {
+    let windows = platform::reg_windows(DTB.get().copied().unwrap_or(&[]));
+    let mut transports = Vec::new();
+    for device in config.passthrough.iter().filter(|d| d.kind == DeviceKind::VirtioMmio) {
+        let host = passthrough::host_transport(device, &platform.virtio_mmio).map_err(|error| {
+            log::error!("vm {}: not started: device {}: {error}", config.name, device.name);
+        })?;
+        let window_error = || log::error!("vm {}: not started: device {}: its window wraps", config.name, device.name);
+        let window = AddrRange::from_start_size(host.base, device.size).ok_or_else(window_error)?;
+        let reach = if passthrough::alone_in_page(window, &windows) { Reach::Mapped } else { Reach::Forwarded };
+        log::info!(
+            "vm {}: virtio-mmio {} at {} (INTID {}): {}",
+            config.name,
+            device.name,
+            host.base,
+            host.intid,
+            match reach {
+                Reach::Mapped => "mapped, alone in its page",
+                Reach::Forwarded => "trapped and forwarded, it shares its page",
+            }
+        );
+        // SAFETY: the transport is one of the host tree's, all of which phase 7 identity-maps as
+        // Device memory at EL2; the config gives it to this VM alone, and
+        // `probe_physical_disks` left it out of Bulkhead's own driver.
+        let io = unsafe { PhysicalTransport::new(host.base, device.size) };
+        let ipa = AddrRange::from_start_size(crate::addr::GuestPhysAddr::new(device.base), device.size).ok_or_else(window_error)?;
+        transports.push(PassedTransport::new(device.name, ipa, reach, alloc::boxed::Box::new(io)));
+    }
+    Ok(transports)
 }
 
 /// The physical virtio-blk disks Bulkhead drives itself (to split among VMs), in DT order.
 static PHYSICAL_DISKS: Once<Vec<&'static Mutex<dyn RawDisk>>> = Once::new();
 
 /// Finds and starts the physical virtio-blk disks (every virtio-mmio transport of the DT that
-/// holds one), for the VMs' partition and GPT disks.
+/// holds one and is not passed through to a VM), for the VMs' partition and GPT disks.
 fn probe_physical_disks(frames: &mut FrameAllocator, platform: &Platform<'_>) {
-    // SAFETY: the transports come from the DT and are identity-mapped as Device memory in phase 7;
-    // the frames given for the queues come from the frame allocator and are never handed out again.
-    let found = unsafe {
-        virtio_phys::probe(&platform.virtio_mmio, || frames.alloc(PAGE_SIZE, PAGE_SIZE).ok())
-    };
+    let passed = passthrough::passed_through(vms::VMS);
+    for window in &passed {
+        log::info!("disk: virtio-mmio at {} is passed through to a VM: not probed", window.start);
+    }
+    let ours = passthrough::left_to_bulkhead(&platform.virtio_mmio, &passed);
+    // SAFETY: the transports come from the DT and are identity-mapped as Device memory in phase 7,
+    // and no VM is given them; the frames given for the queues come from the frame allocator and
+    // are never handed out again.
+    let found = unsafe { virtio_phys::probe(&ours, || frames.alloc(PAGE_SIZE, PAGE_SIZE).ok()) };
     let disks: Vec<&'static Mutex<dyn RawDisk>> = found
         .into_iter()
         .map(|disk| {
@@ -395,11 +435,14 @@ fn build_vms(gic: &HostGic) {
             continue;
         }
         let device_nodes = passthrough_nodes(config);
+        // Phase 3 parsed the platform before anything else runs.
+        let Some(platform) = PLATFORM.get() else { boot_error("platform", "not parsed") };
+        let Ok(transports) = passed_transports(config, platform) else { continue };
         let disks = match open_disks(index, config, &mut frames, &mut claims) {
             Ok(disks) => disks,
             Err(()) => continue,
         };
-        match Vm::build(built.len(), config, vmid, &mut frames, gic, device_nodes, disks) {
+        match Vm::build(built.len(), config, vmid, &mut frames, gic, device_nodes, disks, transports) {
             Ok(vm) => {
                 log::info!(
                     "vm {}: built (VMID {vmid}, {} MiB, {} vCPU(s) on cpus {:?}, priority {}, slice {} us)",

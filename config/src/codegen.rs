@@ -3,7 +3,7 @@
 //!
 //! The output is `include!`d by the hypervisor inside a module that has
 //! `use crate::vm::config::*; use crate::addr::GuestPhysAddr;`, so it names `VmConfig`,
-//! `GuestImage`, `ImageKind`, `GuestInitrd`, `MemoryPlacement`, `PassthroughDevice`, `OnStop`, `CpuSchedule`,
+//! `GuestImage`, `ImageKind`, `GuestInitrd`, `MemoryPlacement`, `PassthroughDevice`, `DeviceKind`, `OnStop`, `CpuSchedule`,
 //! `ScheduleWindow`, `GUEST_RAM_BASE` and `GuestPhysAddr` unqualified. Image (and initrd) bytes
 //! are written beside it and pulled in with `include_bytes!` by absolute path (a relative one
 //! would resolve against whichever file expands the macro).
@@ -25,7 +25,8 @@
 //!         slice_us: 10000,
 //!         memory_placement: MemoryPlacement::Identity { base: 0x60000000 },
 //!         passthrough: &[
-//!             PassthroughDevice { name: "rtc", base: 0x9010000, size: 0x1000, spis: &[34] },
+//!             PassthroughDevice { name: "rtc", kind: DeviceKind::Mmio, base: 0x9010000,
+//!                 size: 0x1000, spis: &[34] },
 //!         ],
 //!         on_stop: OnStop::Stay,
 //!         psci_smc: false,
@@ -160,9 +161,10 @@ fn push_vm(source: &mut String, vm: &Vm, bin_path: &str, initrd_path: Option<&st
                 .join(", ");
             let _ = writeln!(
                 list,
-                "            PassthroughDevice {{ name: {name:?}, base: {base:#x}, size: {size:#x}, \
-                 spis: &[{spis}] }},",
+                "            PassthroughDevice {{ name: {name:?}, kind: DeviceKind::{kind}, \
+                 base: {base:#x}, size: {size:#x}, spis: &[{spis}] }},",
                 name = device.name,
+                kind = device.kind.variant_name(),
                 base = device.base,
                 size = device.size,
             );

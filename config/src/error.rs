@@ -23,7 +23,7 @@ use crate::time::{Micros, Millis};
 use crate::{
     ADDRESS_LIMIT, MAX_CPUS, MAX_MAJOR_FRAME_US, MAX_MEMORY_BYTES, MAX_SLICE_US, MAX_SPI,
     MAX_VCPUS, MEMORY_ALIGN, MIN_MAJOR_FRAME_US, MIN_MEMORY_BYTES, MIN_SLICE_US, MIN_SPI,
-    NAME_MAX_LEN, PAGE_SIZE,
+    NAME_MAX_LEN, PAGE_SIZE, VIRTIO_MMIO_ALIGN,
 };
 
 /// A field of a `[[vm]]` table.
@@ -133,6 +133,8 @@ impl fmt::Display for Field {
 pub enum DeviceKey {
     /// `name`
     Name,
+    /// `kind`
+    Kind,
     /// `base`
     Base,
     /// `size`
@@ -146,6 +148,7 @@ impl DeviceKey {
     pub fn key(self) -> &'static str {
         match self {
             Self::Name => "name",
+            Self::Kind => "kind",
             Self::Base => "base",
             Self::Size => "size",
             Self::Spis => "spis",
@@ -450,6 +453,19 @@ pub enum ErrorKind {
     NotPageAligned(u64),
     /// A device's `size` is 0.
     DeviceSizeZero,
+    /// A device's `kind` is not `"mmio"` or `"virtio-mmio"`.
+    InvalidDeviceKind(String),
+    /// A `kind = "mmio"` device without `size`.
+    DeviceSizeMissing,
+    /// A virtio-mmio transport given to a VM whose RAM is not identity-mapped.
+    VirtioNeedsIdentityRam,
+    /// A virtio-mmio transport's `base` or `size` is not a multiple of [`VIRTIO_MMIO_ALIGN`].
+    VirtioNotAligned(u64),
+    /// A virtio-mmio transport's `size` is below [`VIRTIO_MMIO_ALIGN`] or its window crosses a
+    /// page boundary.
+    VirtioWindow(AddrRange),
+    /// A virtio-mmio transport lists other than exactly one SPI.
+    VirtioSpiCount(usize),
     /// Two devices' register windows overlap.
     DeviceOverlapsDevice {
         /// This device's window.
@@ -819,6 +835,33 @@ impl fmt::Display for ConfigError {
                 Size(PAGE_SIZE)
             ),
             ErrorKind::DeviceSizeZero => write!(f, "is 0; a device has at least one page"),
+            ErrorKind::InvalidDeviceKind(kind) => {
+                write!(f, "{kind:?} is not \"mmio\" or \"virtio-mmio\"")
+            }
+            ErrorKind::DeviceSizeMissing => {
+                write!(f, "is missing: a kind = \"mmio\" device needs its window's size")
+            }
+            ErrorKind::VirtioNeedsIdentityRam => write!(
+                f,
+                "a virtio-mmio transport can only be given to a VM with identity-mapped RAM \
+                 (memory_base): the addresses its driver gives the device for DMA are \
+                 guest-physical, and the device uses them as physical ones"
+            ),
+            ErrorKind::VirtioNotAligned(value) => write!(
+                f,
+                "{value:#x} is not a multiple of {VIRTIO_MMIO_ALIGN:#x} (a virtio-mmio register \
+                 block)"
+            ),
+            ErrorKind::VirtioWindow(range) => write!(
+                f,
+                "{range} is not a virtio-mmio window: at least {VIRTIO_MMIO_ALIGN:#x} bytes, \
+                 inside one {} page",
+                Size(PAGE_SIZE)
+            ),
+            ErrorKind::VirtioSpiCount(count) => write!(
+                f,
+                "lists {count} SPIs; a virtio-mmio transport has exactly one interrupt"
+            ),
             ErrorKind::DeviceOverlapsDevice {
                 range,
                 other,

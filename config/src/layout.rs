@@ -16,8 +16,9 @@ use std::fmt;
 use crate::error::{ConfigError, DeviceKey, DeviceRef, ErrorKind, Field, VmRef};
 use crate::schema::RawDevice;
 use crate::{
-    is_valid_name, Fields, MemoryPlacement, PassthroughDevice, ADDRESS_LIMIT, GUEST_RAM_BASE,
-    MAX_SPI, MEMORY_ALIGN, MIN_SPI, PAGE_SIZE, RESERVED_GUEST_WINDOWS,
+    is_valid_name, DeviceKind, Fields, MemoryPlacement, PassthroughDevice, ADDRESS_LIMIT,
+    DEFAULT_VIRTIO_MMIO_SIZE, GUEST_RAM_BASE, MAX_SPI, MEMORY_ALIGN, MIN_SPI, PAGE_SIZE,
+    RESERVED_GUEST_WINDOWS, VIRTIO_MMIO_ALIGN,
 };
 
 /// A range of addresses, `[start, end)`.
@@ -97,10 +98,22 @@ pub(crate) fn memory_placement(
     Ok(MemoryPlacement::Identity { base })
 }
 
+/// The `kind` names, as written.
+const KIND_MMIO: &str = "mmio";
+const KIND_VIRTIO_MMIO: &str = "virtio-mmio";
+
 /// Checks a VM's `devices` on their own and against its guest-physical layout (its RAM at
-/// `ram`, the emulated windows). What concerns other VMs is left to [`check_between_vms`].
+/// `ram`, placed by `placement`, and the emulated windows). What concerns other VMs is left to
+/// [`check_between_vms`].
+///
+/// A `kind = "mmio"` device is whole pages (stage 2 maps it). A `kind = "virtio-mmio"`
+/// transport may be smaller than a page (`size` defaults to [`DEFAULT_VIRTIO_MMIO_SIZE`]): its
+/// window is a multiple of [`VIRTIO_MMIO_ALIGN`] inside one page, it has exactly one SPI, and its
+/// VM's RAM must be identity-mapped, because the device does DMA to the guest-physical
+/// addresses its driver writes into it.
 pub(crate) fn devices(
     raw: &[RawDevice],
+    placement: MemoryPlacement,
     ram: AddrRange,
 ) -> Result<Vec<PassthroughDevice>, (Field, ErrorKind)> {
     let mut devices: Vec<PassthroughDevice> = Vec::with_capacity(raw.len());
@@ -117,18 +130,20 @@ pub(crate) fn devices(
             };
             return Err((field(Some(DeviceKey::Name)), kind));
         }
-        if !device.base.is_multiple_of(PAGE_SIZE) {
-            let kind = ErrorKind::NotPageAligned(device.base);
-            return Err((field(Some(DeviceKey::Base)), kind));
+        let kind = match device.kind.as_deref() {
+            None | Some(KIND_MMIO) => DeviceKind::Mmio,
+            Some(KIND_VIRTIO_MMIO) => DeviceKind::VirtioMmio,
+            Some(other) => {
+                let kind = ErrorKind::InvalidDeviceKind(other.to_owned());
+                return Err((field(Some(DeviceKey::Kind)), kind));
+            }
+        };
+        let size = match kind {
+            DeviceKind::Mmio => window_pages(device),
+            DeviceKind::VirtioMmio => virtio_window(device, placement),
         }
-        if device.size == 0 {
-            return Err((field(Some(DeviceKey::Size)), ErrorKind::DeviceSizeZero));
-        }
-        if !device.size.is_multiple_of(PAGE_SIZE) {
-            let kind = ErrorKind::NotPageAligned(device.size);
-            return Err((field(Some(DeviceKey::Size)), kind));
-        }
-        let range = AddrRange::new(device.base, device.size);
+        .map_err(|(key, kind)| (field(Some(key)), kind))?;
+        let range = AddrRange::new(device.base, size);
         check_guest_range(range).map_err(|kind| (field(None), kind))?;
         if range.overlaps(&ram) {
             let kind = ErrorKind::DeviceOverlapsRam {
@@ -139,14 +154,60 @@ pub(crate) fn devices(
             return Err((field(None), kind));
         }
         let spis = spis(&device.spis).map_err(|kind| (field(Some(DeviceKey::Spis)), kind))?;
+        if kind == DeviceKind::VirtioMmio && spis.len() != 1 {
+            let kind = ErrorKind::VirtioSpiCount(spis.len());
+            return Err((field(Some(DeviceKey::Spis)), kind));
+        }
         devices.push(PassthroughDevice {
             name: device.name.clone(),
+            kind,
             base: device.base,
-            size: device.size,
+            size,
             spis,
         });
     }
     Ok(devices)
+}
+
+/// The size of a `kind = "mmio"` device: `base` and `size` whole pages, `size` given and not 0.
+/// An error names the key at fault.
+fn window_pages(device: &RawDevice) -> Result<u64, (DeviceKey, ErrorKind)> {
+    if !device.base.is_multiple_of(PAGE_SIZE) {
+        return Err((DeviceKey::Base, ErrorKind::NotPageAligned(device.base)));
+    }
+    match device.size {
+        None => Err((DeviceKey::Size, ErrorKind::DeviceSizeMissing)),
+        Some(0) => Err((DeviceKey::Size, ErrorKind::DeviceSizeZero)),
+        Some(size) if !size.is_multiple_of(PAGE_SIZE) => {
+            Err((DeviceKey::Size, ErrorKind::NotPageAligned(size)))
+        }
+        Some(size) => Ok(size),
+    }
+}
+
+/// The size of a `kind = "virtio-mmio"` transport of a VM whose RAM is placed by `placement`:
+/// the RAM identity-mapped, `base` and `size` (default [`DEFAULT_VIRTIO_MMIO_SIZE`]) multiples
+/// of [`VIRTIO_MMIO_ALIGN`], the window inside one page. An error names the key at fault.
+fn virtio_window(
+    device: &RawDevice,
+    placement: MemoryPlacement,
+) -> Result<u64, (DeviceKey, ErrorKind)> {
+    if placement == MemoryPlacement::Allocated {
+        return Err((DeviceKey::Kind, ErrorKind::VirtioNeedsIdentityRam));
+    }
+    if !device.base.is_multiple_of(VIRTIO_MMIO_ALIGN) {
+        return Err((DeviceKey::Base, ErrorKind::VirtioNotAligned(device.base)));
+    }
+    let size = device.size.unwrap_or(DEFAULT_VIRTIO_MMIO_SIZE);
+    if !size.is_multiple_of(VIRTIO_MMIO_ALIGN) {
+        return Err((DeviceKey::Size, ErrorKind::VirtioNotAligned(size)));
+    }
+    let range = AddrRange::new(device.base, size);
+    let page = device.base - device.base % PAGE_SIZE;
+    if size == 0 || range.end > page.saturating_add(PAGE_SIZE) {
+        return Err((DeviceKey::Size, ErrorKind::VirtioWindow(range)));
+    }
+    Ok(size)
 }
 
 /// Checks a device's `spis`: each an SPI INTID, `MIN_SPI..=MAX_SPI` (Arm GIC Architecture

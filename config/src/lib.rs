@@ -30,6 +30,7 @@
 //! memory_base = 0x60000000             # optional: identity-map RAM here (2 MiB aligned)
 //! devices = [                          # optional ([]): host devices given to this VM alone
 //!     { name = "rtc", base = 0x09010000, size = 0x1000, spis = [34] },
+//!     { name = "vda", kind = "virtio-mmio", base = 0x0a003e00, spis = [79] },  # identity RAM only
 //! ]
 //! on_stop = "stay"                     # optional ("stay"); or "restart"
 //! psci_smc = false                     # optional (false): PSCI through SMC as well as HVC
@@ -145,6 +146,15 @@ pub const MAX_MAJOR_FRAME_US: u32 = 10_000_000;
 /// multiples of this.
 pub const PAGE_SIZE: u64 = 4 << 10;
 
+/// A passed-through virtio-mmio transport's `base` and `size` are multiples of this (its
+/// control registers are 0x100 bytes, VIRTIO 1.2 4.2.2); it may be smaller than a page, since
+/// Bulkhead traps and forwards it when it shares its page.
+pub const VIRTIO_MMIO_ALIGN: u64 = 0x100;
+
+/// The `size` of a `kind = "virtio-mmio"` device when it does not say: QEMU virt's transports
+/// are 0x200 bytes each.
+pub const DEFAULT_VIRTIO_MMIO_SIZE: u64 = 0x200;
+
 /// Identity-mapped RAM and passthrough devices must end at or below this address: Bulkhead's
 /// stage-2 tables take at most 48-bit input addresses (no FEAT_LPA2), see `src/mm/pagetable.rs`.
 pub const ADDRESS_LIMIT: u64 = 1 << 48;
@@ -259,12 +269,40 @@ pub enum MemoryPlacement {
 pub struct PassthroughDevice {
     /// Name, unique within the VM, 1 to [`NAME_MAX_LEN`] characters of `[a-z0-9_-]`.
     pub name: String,
-    /// Physical (= guest-physical) base of its registers, page aligned.
+    /// What it is, which decides how its registers reach the VM.
+    pub kind: DeviceKind,
+    /// Physical (= guest-physical) base of its registers: page aligned for
+    /// [`DeviceKind::Mmio`], a multiple of [`VIRTIO_MMIO_ALIGN`] for [`DeviceKind::VirtioMmio`].
     pub base: u64,
-    /// Size of its register window, a non-zero multiple of [`PAGE_SIZE`].
+    /// Size of its register window: a non-zero multiple of [`PAGE_SIZE`] for
+    /// [`DeviceKind::Mmio`]; for [`DeviceKind::VirtioMmio`] a multiple of [`VIRTIO_MMIO_ALIGN`],
+    /// the window inside one page.
     pub size: u64,
     /// Its SPIs ([`MIN_SPI`] to [`MAX_SPI`]), listed by no other device.
     pub spis: Vec<u32>,
+}
+
+/// What a passthrough device is (the hypervisor's `DeviceKind`): `kind` in the config.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// `"mmio"` (the default): whole pages of registers, mapped into the VM's stage 2.
+    Mmio,
+    /// `"virtio-mmio"`: one physical virtio-mmio transport (VIRTIO 1.2 4.2), for a VM with
+    /// identity-mapped RAM. It must be in the host's device tree (checked at boot); Bulkhead's
+    /// own virtio-blk driver leaves it alone; it is mapped if alone in its page, else every
+    /// access traps and only those inside its window are forwarded. The guest's device tree
+    /// gets a `virtio,mmio` node for it.
+    VirtioMmio,
+}
+
+impl DeviceKind {
+    /// The variant's name in the hypervisor's `DeviceKind`.
+    fn variant_name(self) -> &'static str {
+        match self {
+            Self::Mmio => "Mmio",
+            Self::VirtioMmio => "VirtioMmio",
+        }
+    }
 }
 
 /// What happens to a VM that stops (the hypervisor's `OnStop`).
@@ -426,7 +464,8 @@ fn check_fields(vm: &RawVm, index: usize, file: &str) -> Result<Fields, ConfigEr
     let memory_placement = layout::memory_placement(vm.memory_base, memory_bytes)
         .map_err(|kind| error(Field::MemoryBase, kind))?;
     let ram = layout::ram_range(memory_placement, memory_bytes);
-    let devices = layout::devices(&vm.devices, ram).map_err(|(field, kind)| error(field, kind))?;
+    let devices = layout::devices(&vm.devices, memory_placement, ram)
+        .map_err(|(field, kind)| error(field, kind))?;
     let disks = disks::check(&vm.disks, &devices, memory_placement, ram)
         .map_err(|(field, kind)| error(field, kind))?;
     let on_stop = match vm.on_stop.as_deref() {

@@ -69,8 +69,12 @@ pub(crate) struct RawVm {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDevice {
     pub name: String,
+    /// A string rather than an enum, so a bad value is reported with the VM's name; checked in
+    /// `layout.rs` (default `"mmio"`).
+    pub kind: Option<String>,
     pub base: u64,
-    pub size: u64,
+    /// Optional only for `kind = "virtio-mmio"` (default 0x200); `layout.rs` says when missing.
+    pub size: Option<u64>,
     /// Signed so that a negative INTID gets the same message as any other unknown one.
     #[serde(default)]
     pub spis: Vec<i64>,

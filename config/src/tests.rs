@@ -145,12 +145,14 @@ fn every_field() {
         [
             PassthroughDevice {
                 name: "rtc".into(),
+                kind: DeviceKind::Mmio,
                 base: 0x0901_0000,
                 size: 0x1000,
                 spis: vec![34],
             },
             PassthroughDevice {
                 name: "flash-1".into(),
+                kind: DeviceKind::Mmio,
                 base: 0x0400_0000,
                 size: 0x400_0000,
                 spis: vec![],
@@ -1161,12 +1163,18 @@ fn device_errors_name_the_device_field() {
         r#""x" is used by devices[0] too"#,
     );
 
-    // Schema errors come from toml, naming the key.
+    // A plain device needs its size (a virtio-mmio transport has a default).
     let missing = scratch.error(&named(
         "a",
         r#"devices = [{ name = "x", base = 0x10000000 }]"#,
     ));
-    assert!(missing.contains("missing field `size`"), "{missing}");
+    assert_at(
+        &missing,
+        r#"vm[0] ("a").devices[0].size"#,
+        "is missing: a kind = \"mmio\" device needs its window's size",
+    );
+
+    // Schema errors come from toml, naming the key.
     let unknown = scratch.error(&named(
         "a",
         r#"devices = [{ name = "x", base = 0x10000000, size = 0x1000, irqs = [40] }]"#,
@@ -1554,9 +1562,9 @@ fn generated_partitioning_fields() {
         "        priority: 7,\n",
         "        slice_us: 2500,\n",
         "        memory_placement: MemoryPlacement::Identity { base: 0x60000000 },\n",
-        "        passthrough: &[\n            PassthroughDevice { name: \"rtc\", base: 0x9010000, \
-         size: 0x1000, spis: &[34] },\n            PassthroughDevice { name: \"gpio\", base: \
-         0x9030000, size: 0x1000, spis: &[39, 40] },\n        ],\n",
+        "        passthrough: &[\n            PassthroughDevice { name: \"rtc\", kind: DeviceKind::Mmio, \
+         base: 0x9010000, size: 0x1000, spis: &[34] },\n            PassthroughDevice { name: \
+         \"gpio\", kind: DeviceKind::Mmio, base: 0x9030000, size: 0x1000, spis: &[39, 40] },\n        ],\n",
         "        on_stop: OnStop::Restart,\n",
         "        psci_smc: true,\n",
         "        pmu: true,\n",
@@ -1597,4 +1605,167 @@ fn generated_source_without_schedules() {
         "{source}"
     );
     assert_eq!(source.matches("pub static SCHEDULES").count(), 1);
+}
+
+/// An identity-mapped VM (RAM at 0x60000000) named `name` with `devices`.
+fn identity_vm(name: &str, base: u64, devices: &str) -> String {
+    named(name, &format!("memory_base = {base:#x}\ndevices = [{devices}]"))
+}
+
+#[test]
+fn virtio_mmio_transports_may_be_smaller_than_a_page() {
+    let scratch = with_raw();
+    // QEMU virt's slot 31 and slot 30 share a page; each goes to its own VM.
+    let text = [
+        identity_vm("a", 0x6000_0000, r#"{ name = "vda", kind = "virtio-mmio", base = 0x0a003e00, spis = [79] }"#),
+        identity_vm("b", 0x6200_0000, r#"{ name = "vdb", kind = "virtio-mmio", base = 0x0a003c00, size = 0x200, spis = [78] }"#),
+    ]
+    .concat();
+    let config = scratch.parse(&text).unwrap();
+    assert_eq!(
+        config.vms[0].devices,
+        [PassthroughDevice {
+            name: "vda".into(),
+            kind: DeviceKind::VirtioMmio,
+            base: 0x0a00_3e00,
+            size: DEFAULT_VIRTIO_MMIO_SIZE,
+            spis: vec![79],
+        }]
+    );
+    assert_eq!(config.vms[1].devices[0].base, 0x0a00_3c00);
+    let source = config.to_rust(&scratch.path().join("out")).unwrap();
+    assert!(
+        source.contains(
+            "PassthroughDevice { name: \"vda\", kind: DeviceKind::VirtioMmio, base: 0xa003e00, \
+             size: 0x200, spis: &[79] }"
+        ),
+        "{source}"
+    );
+    // `kind = "mmio"` is the default, spelt out.
+    let text = named(
+        "a",
+        r#"devices = [{ name = "rtc", kind = "mmio", base = 0x09010000, size = 0x1000 }]"#,
+    );
+    assert_eq!(scratch.parse(&text).unwrap().vms[0].devices[0].kind, DeviceKind::Mmio);
+}
+
+#[test]
+fn virtio_mmio_errors_name_the_device_field() {
+    let scratch = with_raw();
+    let identity = |fields: &str| scratch.error(&identity_vm("a", 0x6000_0000, &format!("{{ {fields} }}")));
+    let cases = [
+        (
+            r#"name = "vda", kind = "virtio", base = 0x0a003e00, spis = [79]"#,
+            "devices[0].kind",
+            r#""virtio" is not "mmio" or "virtio-mmio""#,
+        ),
+        (
+            r#"name = "vda", kind = "virtio-mmio", base = 0x0a003e80, spis = [79]"#,
+            "devices[0].base",
+            "0xa003e80 is not a multiple of 0x100 (a virtio-mmio register block)",
+        ),
+        (
+            r#"name = "vda", kind = "virtio-mmio", base = 0x0a003e00, size = 0x180, spis = [79]"#,
+            "devices[0].size",
+            "0x180 is not a multiple of 0x100",
+        ),
+        (
+            r#"name = "vda", kind = "virtio-mmio", base = 0x0a003e00, size = 0x400, spis = [79]"#,
+            "devices[0].size",
+            "[0xa003e00, 0xa004200) is not a virtio-mmio window: at least 0x100 bytes, inside one 4K page",
+        ),
+        (
+            r#"name = "vda", kind = "virtio-mmio", base = 0x0a003e00, size = 0, spis = [79]"#,
+            "devices[0].size",
+            "is not a virtio-mmio window",
+        ),
+        (
+            r#"name = "vda", kind = "virtio-mmio", base = 0x0a003e00"#,
+            "devices[0].spis",
+            "lists 0 SPIs; a virtio-mmio transport has exactly one interrupt",
+        ),
+        (
+            r#"name = "vda", kind = "virtio-mmio", base = 0x0a003e00, spis = [79, 78]"#,
+            "devices[0].spis",
+            "lists 2 SPIs",
+        ),
+        (
+            r#"name = "vda", kind = "virtio-mmio", base = 0x0a003e00, spis = [20]"#,
+            "devices[0].spis",
+            "20 is an unknown IRQ",
+        ),
+        (
+            r#"name = "vda", kind = "virtio-mmio", base = 0x09000100, spis = [79]"#,
+            "devices[0]",
+            "where every guest finds its emulated PL011 UART",
+        ),
+        (
+            r#"name = "vda", kind = "virtio-mmio", base = 0x60000200, spis = [79]"#,
+            "devices[0]",
+            "overlaps this VM's RAM [0x60000000, 0x61000000)",
+        ),
+    ];
+    for (fields, field, detail) in cases {
+        assert_at(&identity(fields), &format!(r#"vm[0] ("a").{field}"#), detail);
+    }
+
+    // Only for identity-mapped RAM: the device's DMA addresses are guest-physical.
+    let message = scratch.error(&named(
+        "a",
+        r#"devices = [{ name = "vda", kind = "virtio-mmio", base = 0x0a003e00, spis = [79] }]"#,
+    ));
+    assert_at(
+        &message,
+        r#"vm[0] ("a").devices[0].kind"#,
+        "a virtio-mmio transport can only be given to a VM with identity-mapped RAM (memory_base)",
+    );
+}
+
+#[test]
+fn a_virtio_mmio_transport_belongs_to_one_vm() {
+    let scratch = with_raw();
+    let vda = r#"{ name = "vda", kind = "virtio-mmio", base = 0x0a003e00, spis = [79] }"#;
+    // The same transport to two VMs.
+    let message = scratch.error(
+        &[identity_vm("a", 0x6000_0000, vda), identity_vm("b", 0x6200_0000, vda)].concat(),
+    );
+    assert_at(
+        &message,
+        r#"vm[1] ("b").devices[0]"#,
+        r#"[0xa003e00, 0xa004000) overlaps vm[0] ("a").devices[0] ("vda") at [0xa003e00, 0xa004000)"#,
+    );
+    // Its page mapped whole into another VM.
+    let message = scratch.error(
+        &[
+            identity_vm("a", 0x6000_0000, vda),
+            named("b", r#"devices = [{ name = "page", base = 0x0a003000, size = 0x1000 }]"#),
+        ]
+        .concat(),
+    );
+    assert_at(&message, r#"vm[1] ("b").devices[0]"#, r#"overlaps vm[0] ("a").devices[0] ("vda")"#);
+    // Its SPI listed by another VM's transport.
+    let message = scratch.error(
+        &[
+            identity_vm("a", 0x6000_0000, vda),
+            identity_vm(
+                "b",
+                0x6200_0000,
+                r#"{ name = "vdb", kind = "virtio-mmio", base = 0x0a003c00, spis = [79] }"#,
+            ),
+        ]
+        .concat(),
+    );
+    assert_at(
+        &message,
+        r#"vm[1] ("b").devices[0].spis"#,
+        r#"SPI 79 is already routed to vm[0] ("a").devices[0] ("vda")"#,
+    );
+    // In the page of the VM's own emulated disks.
+    let message = scratch.error(&named(
+        "a",
+        r#"memory_base = 0x60000000
+           devices = [{ name = "vd0", kind = "virtio-mmio", base = 0x0a000600, spis = [60] }]
+           disks = [{ name = "d", source = "partition", disk = 0, start_sector = 0, sectors = 8 }]"#,
+    ));
+    assert_at(&message, r#"vm[0] ("a").disks"#, "vd0");
 }

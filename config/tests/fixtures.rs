@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use bulkhead_config::{
+    DeviceKind,
     load, ConfigError, CpuSchedule, DeviceKey, Field, ImageFormat, MemoryPlacement, OnStop,
     PassthroughDevice, ScheduleField, ScheduleWindow, WindowKey, GUEST_RAM_BASE,
 };
@@ -127,12 +128,14 @@ fn partitioned_config() {
         [
             PassthroughDevice {
                 name: "rtc".into(),
+                kind: DeviceKind::Mmio,
                 base: 0x0901_0000,
                 size: 0x1000,
                 spis: vec![34],
             },
             PassthroughDevice {
                 name: "gpio".into(),
+                kind: DeviceKind::Mmio,
                 base: 0x0903_0000,
                 size: 0x1000,
                 spis: vec![39],

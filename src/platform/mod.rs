@@ -77,6 +77,36 @@ pub fn compatible_at(dtb: &[u8], base: PhysAddr) -> Option<Vec<&str>> {
     Some(node.compatible()?.all().collect())
 }
 
+/// Every register window the tree lists: each `reg` entry with a non-zero size of every node
+/// (RAM included), as addresses of the node's parent bus (Bulkhead's boards put their devices
+/// on the root bus, where those are physical addresses). Empty if the blob is not valid.
+pub fn reg_windows(dtb: &[u8]) -> Vec<AddrRange<PhysAddr>> {
+    let Some(fdt) = blob::validate(dtb).ok().and_then(|v| fdt::Fdt::new(v.blob).ok()) else {
+        return Vec::new();
+    };
+    fdt.all_nodes()
+        .filter_map(|node| node.reg())
+        .flatten()
+        .filter_map(|region| {
+            let size = region.size.filter(|&size| size > 0)? as u64;
+            AddrRange::from_start_size(PhysAddr::new(region.starting_address as u64), size)
+        })
+        .collect()
+}
+
+/// Whether the node whose first `reg` entry starts at `base` is `dma-coherent` (its DMA snoops
+/// the CPUs' caches: the devicetree binding's `dma-coherent` property).
+pub fn dma_coherent_at(dtb: &[u8], base: PhysAddr) -> bool {
+    let Some(fdt) = blob::validate(dtb).ok().and_then(|v| fdt::Fdt::new(v.blob).ok()) else {
+        return false;
+    };
+    let coherent = fdt
+        .all_nodes()
+        .find(|node| node.reg().and_then(|mut regs| regs.next()).is_some_and(|r| r.starting_address as u64 == base.as_u64()))
+        .is_some_and(|node| node.property("dma-coherent").is_some());
+    coherent
+}
+
 /// The host platform as the device tree describes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Platform<'a> {

@@ -945,3 +945,16 @@ fn truncated_and_corrupted_blobs_never_panic() {
         }
     }
 }
+
+#[test]
+fn register_windows_and_dma_coherence() {
+    let windows = super::reg_windows(VIRT_V3_2CPU_BLK);
+    let slot = |n: u64| AddrRange::from_start_size(PhysAddr::new(0x0a00_0000 + 0x200 * n), 0x200).unwrap();
+    // All 32 virtio-mmio transports, the PL031 and RAM are there.
+    assert!((0..32).all(|n| windows.contains(&slot(n))));
+    assert!(windows.contains(&AddrRange::from_start_size(PhysAddr::new(0x0901_0000), 0x1000).unwrap()));
+    assert!(windows.iter().any(|w| w.start == PhysAddr::new(0x4000_0000)));
+    assert!(super::dma_coherent_at(VIRT_V3_2CPU_BLK, PhysAddr::new(0x0a00_3e00)));
+    assert!(!super::dma_coherent_at(VIRT_V3_2CPU_BLK, PhysAddr::new(0x0901_0000)));
+    assert!(super::reg_windows(b"not a tree").is_empty());
+}

@@ -103,12 +103,25 @@ pub enum MemoryPlacement {
 pub struct PassthroughDevice {
     /// Name, for log lines.
     pub name: &'static str,
+    /// What it is: how its registers reach the VM.
+    pub kind: DeviceKind,
     /// Physical (= guest-physical) base of its registers.
     pub base: u64,
     /// Size of its register window in bytes.
     pub size: u64,
     /// Its shared peripheral interrupts (INTIDs 32-1019), routed only to this VM.
     pub spis: &'static [u32],
+}
+
+/// What a passthrough device is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// Whole pages of registers, mapped into the VM's stage 2.
+    Mmio,
+    /// A physical virtio-mmio transport (VIRTIO 1.2 4.2), possibly smaller than a page, for a
+    /// VM with identity-mapped RAM: mapped if it is alone in its page, else trapped and
+    /// forwarded (`crate::vm::passthrough`). Bulkhead's own virtio-blk driver leaves it alone.
+    VirtioMmio,
 }
 
 /// What happens to a VM that stops.

@@ -58,6 +58,8 @@ pub struct GuestDevice {
     pub size: u64,
     /// Its SPIs, as INTIDs.
     pub spis: Vec<u32>,
+    /// Its DMA is cache-coherent (`dma-coherent`, as in the host's tree).
+    pub dma_coherent: bool,
 }
 
 /// GIC interrupt specifier type of an SPI.
@@ -237,6 +239,9 @@ pub fn build(spec: &GuestDtbSpec<'_>) -> Result<Vec<u8>, GuestDtbError> {
             }
             fdt.property_array_u32("interrupts", &cells)?;
         }
+        if device.dma_coherent {
+            fdt.property_null("dma-coherent")?;
+        }
         if device.compatible.iter().any(|c| c == "arm,primecell") {
             // AMBA PrimeCells need their bus clock (the arm,primecell binding).
             fdt.property_u32("clocks", PHANDLE_APB_CLOCK)?;
@@ -357,6 +362,7 @@ mod tests {
             base: 0x0901_0000,
             size: 0x1000,
             spis: alloc::vec![34],
+            dma_coherent: false,
         }];
         let mut s = spec(1);
         s.gic = Some(GuestGic::V3 { gicd: GuestPhysAddr::new(0x0800_0000), gicr: GuestPhysAddr::new(0x080a_0000) });
@@ -368,6 +374,30 @@ mod tests {
         assert_eq!(rtc.reg().unwrap().next().unwrap().starting_address as u64, 0x0901_0000);
         assert_eq!(rtc.property("interrupts").unwrap().value, &[0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 4]);
         assert!(rtc.property("clocks").is_some());
+        assert!(rtc.property("dma-coherent").is_none());
+    }
+
+    #[test]
+    fn a_physical_virtio_transport_gets_a_virtio_mmio_node() {
+        let devices = [GuestDevice {
+            compatible: alloc::vec!["virtio,mmio".into()],
+            base: 0x0a00_3e00,
+            size: 0x200,
+            spis: alloc::vec![79],
+            dma_coherent: true,
+        }];
+        let mut s = spec(1);
+        s.gic = Some(GuestGic::V2 { gicd: GuestPhysAddr::new(0x0800_0000), gicc: GuestPhysAddr::new(0x0801_0000) });
+        s.devices = &devices;
+        let blob = build(&s).unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let node = fdt.find_compatible(&["virtio,mmio"]).unwrap();
+        let reg = node.reg().unwrap().next().unwrap();
+        assert_eq!((reg.starting_address as u64, reg.size), (0x0a00_3e00, Some(0x200)));
+        // SPI 47 (INTID 79), level high.
+        assert_eq!(node.property("interrupts").unwrap().value, &[0, 0, 0, 0, 0, 0, 0, 47, 0, 0, 0, 4]);
+        assert!(node.property("dma-coherent").is_some());
+        assert!(node.property("clocks").is_none());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod guest_dtb;
 pub mod guest_ram;
 pub mod inject;
 pub mod mmio;
+pub mod passthrough;
 pub mod psci;
 pub mod regs;
 pub mod sysreg;
@@ -31,6 +32,7 @@ use config::VmConfig;
 use exit::{load_result, MmioAccess, Syndrome, VmExit};
 use inject::{GuestException, Injection};
 use mmio::{MmioBus, MmioError};
+use passthrough::PassedTransport;
 use psci::FirmwareCall;
 use regs::GuestRegs;
 use sysreg::SysRegAction;
@@ -209,6 +211,8 @@ pub struct VmDevices {
     pub disks: Vec<VirtioBlkDevice>,
     /// Its RAM, as the disks' device models reach it.
     pub guest_ram: Option<GuestRam>,
+    /// The physical virtio-mmio transports given to it (`kind = "virtio-mmio"` devices).
+    pub transports: Vec<PassedTransport>,
 }
 
 /// A distributor in its reset state for `vcpus` vCPUs.
@@ -264,6 +268,7 @@ impl VmDevices {
             psci_smc: config.psci_smc,
             disks: Vec::new(),
             guest_ram: None,
+            transports: Vec::new(),
         }
     }
 
@@ -279,6 +284,15 @@ impl VmDevices {
         // The disks' contents (their backends) carry on; their transports start afresh.
         for disk in &mut self.disks {
             disk.reset();
+        }
+        self.reset_transports();
+    }
+
+    /// Resets the physical virtio-mmio transports given to the VM, so that no device goes on
+    /// using the queues of a run that is over. Called once none of its vCPUs runs.
+    pub fn reset_transports(&mut self) {
+        for transport in &mut self.transports {
+            transport.reset();
         }
     }
 
@@ -559,6 +573,13 @@ impl VmDevices {
                 kicks |= vgic.set_level(None, guest_disk_intid(index), asserted);
             }
             result
+        } else if let Some(transport) = self.transports.iter_mut().find(|t| t.forwards(access.ipa)) {
+            // A physical transport sharing its page: checked, then performed on the device.
+            if access.write {
+                transport.write(access.ipa, access.size, value).map(|()| None)
+            } else {
+                transport.read(access.ipa, access.size).map(Some)
+            }
         } else if access.write {
             self.mmio.write(access.ipa, access.size, value).map(|()| None)
         } else {
@@ -797,6 +818,41 @@ mod tests {
         assert_eq!(hw.injected[0].elr_el1, 0x4000_1000);
         assert_eq!(regs.pc, 0x4000_0a00);
         assert_eq!(vm.stats.injected, 1);
+    }
+
+    #[test]
+    fn a_transport_sharing_its_page_is_forwarded_and_nothing_else_in_the_page() {
+        use passthrough::tests::FakeTransport;
+        use passthrough::{PassedTransport, Reach};
+        let mut vm = vm();
+        let fake = FakeTransport::default();
+        let window = AddrRange::from_start_size(GuestPhysAddr::new(0x0a00_3e00), 0x200).unwrap();
+        vm.transports.push(PassedTransport::new("vda", window, Reach::Forwarded, Box::new(fake.clone())));
+        let mut hw = FakeEl1::default();
+        let mut regs = GuestRegs::at_entry(0x4000_1000, 0);
+        let hpfar = 0xa003 << 4;
+        // ldr w3, [MagicValue]: forwarded, 32 bits wide; the value lands in x3.
+        let ldr_w3 = (0x24 << 26) | (1 << 25) | (1 << 24) | (2 << 22) | (3 << 16) | 0b111;
+        assert_eq!(run(&mut vm, &mut regs, ldr_w3, 0x0a00_3e00, hpfar, &mut hw), ExitAction::Resume);
+        assert_eq!((regs.x[3], regs.pc), (4, 0x4000_1004));
+        // strb w1, [config space + 0x14]: forwarded as a byte store.
+        regs.x[1] = 0x1ab;
+        let strb_w1 = (0x24 << 26) | (1 << 25) | (1 << 24) | (1 << 16) | (1 << 6) | 0b111;
+        run(&mut vm, &mut regs, strb_w1, 0x0a00_3f14, hpfar, &mut hw);
+        assert!(hw.injected.is_empty());
+        assert_eq!(*fake.0.lock(), [(false, 0, 4, 0), (true, 0x114, 1, 0x1ab)]);
+        // The neighbouring transport in the same page: a data abort, and the device sees nothing.
+        run(&mut vm, &mut regs, ldr_w3, 0x0a00_3c00, hpfar, &mut hw);
+        assert_eq!(hw.injected.len(), 1);
+        assert_eq!(hw.injected[0].esr_el1 >> 26, 0x25);
+        // So does a byte load of a control register of its own transport.
+        let ldrb_w3 = (0x24 << 26) | (1 << 25) | (1 << 24) | (3 << 16) | 0b111;
+        run(&mut vm, &mut regs, ldrb_w3, 0x0a00_3e70, hpfar, &mut hw);
+        assert_eq!(hw.injected.len(), 2);
+        assert_eq!(fake.0.lock().len(), 2);
+        // A restart resets the device.
+        vm.reset(&CONFIG);
+        assert_eq!(fake.0.lock().last(), Some(&(true, passthrough::VIRTIO_MMIO_STATUS, 4, 0)));
     }
 
     #[test]

@@ -39,7 +39,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::Mutex;
 
-use crate::addr::{AddrRange, GuestPhysAddr, PhysAddr};
+use crate::addr::{AddrRange, GuestPhysAddr, PhysAddr, PAGE_SIZE};
 use crate::arch::aarch64::gic::{HostGic, VirtualCpuInterfaceState};
 use crate::arch::aarch64::{cpu, exception, firmware, fp, mmu, timer, virt};
 use crate::mm::frame::{FrameAllocator, FrameError};
@@ -50,7 +50,8 @@ use crate::sched::{RunQueue, VcpuRef, VcpuState};
 use crate::blockdev::config::{guest_disk_base, guest_disk_intid};
 use crate::vgic::{GicVersion, Kicks, ListRegister, LrState, Vgic};
 use crate::virtio::VirtioBlkDevice;
-use crate::vm::config::{ImageKind, MemoryPlacement, OnStop, VmConfig, GUEST_RAM_BASE};
+use crate::vm::config::{DeviceKind, ImageKind, MemoryPlacement, OnStop, VmConfig, GUEST_RAM_BASE};
+use crate::vm::passthrough::{PassedTransport, Reach};
 use crate::vm::exit::VmExit;
 use crate::vm::guest_dtb::{self, GuestDevice, GuestDtbSpec, GICC_WINDOW};
 use crate::vm::inject::Injection;
@@ -218,6 +219,7 @@ fn host_cpus(config: &VmConfig) -> u64 {
 
 impl Vm {
     /// Builds VM `index` (`config`) with VMID `vmid`: RAM, stage 2, devices, images.
+    #[allow(clippy::too_many_arguments)]
     pub fn build(
         index: usize,
         config: &'static VmConfig,
@@ -226,6 +228,7 @@ impl Vm {
         gic: &HostGic,
         device_nodes: Vec<GuestDevice>,
         disks: Vec<VirtioBlkDevice>,
+        transports: Vec<PassedTransport>,
     ) -> Result<Self, VmBuildError> {
         let size = config.memory_bytes;
         let (host, ipa_base) = match config.memory_placement {
@@ -255,7 +258,8 @@ impl Vm {
                 .map(&mut tables, GUEST_GICC_BASE, gicv.start, GICC_WINDOW, MemoryAttributes::device(Permissions::READ_WRITE))
                 .map_err(VmBuildError::Stage2)?;
         }
-        for device in config.passthrough {
+        // Physical virtio-mmio transports are mapped only when alone in their page (below).
+        for device in config.passthrough.iter().filter(|d| d.kind == DeviceKind::Mmio) {
             stage2
                 .map(
                     &mut tables,
@@ -266,12 +270,19 @@ impl Vm {
                 )
                 .map_err(VmBuildError::Stage2)?;
         }
+        for transport in transports.iter().filter(|t| t.reach == Reach::Mapped) {
+            let page = transport.window.start.align_down(PAGE_SIZE);
+            stage2
+                .map(&mut tables, page, PhysAddr::new(page.as_u64()), PAGE_SIZE, MemoryAttributes::device(Permissions::READ_WRITE))
+                .map_err(VmBuildError::Stage2)?;
+        }
         let version = match gic {
             HostGic::V2(_) => GicVersion::V2,
             HostGic::V3(_) => GicVersion::V3,
         };
         let mut devices = VmDevices::new(config, ram, crate::console::guest_line, Some(version));
         devices.disks = disks;
+        devices.transports = transports;
         let host_ram = ram_host.start.to_identity_virt().as_mut_ptr();
         // SAFETY: the VM's RAM was just allocated for it alone and is identity-mapped.
         devices.guest_ram = Some(unsafe { crate::vm::guest_ram::GuestRam::new(ram, host_ram) });
@@ -524,6 +535,8 @@ impl Vm {
             shared.lifecycle = Lifecycle::Stopping { cpus: remaining, restart };
             return;
         }
+        // No vCPU of the VM runs any more: its physical transports stop using its queues.
+        shared.devices.reset_transports();
         if restart {
             shared.devices.reset(self.config);
             // The CPU of vCPU 0 reloads it: the VM's own CPU, not a bystander's.
@@ -955,10 +968,10 @@ impl CpuRuntime {
             self.vcpus[slot].vtimer_masked = false;
             timer::unmask_virtual_timer();
         }
-        // A passthrough SPI the guest has handled: drop the virtual line and let the physical
-        // interrupt through again (if the device still asserts it, it comes right back).
+        // A passthrough SPI the guest has handled (its latch cleared when the guest acknowledged
+        // it, see `forward_spi`): let the physical interrupt through again (if the device still
+        // asserts it, it comes right back).
         for spi in synced.notified.iter().filter(|&intid| intid >= 32) {
-            vgic.set_level(None, spi, false);
             if let Err(error) = self.gic.enable_interrupt(spi) {
                 log::error!("cpu{}: cannot unmask SPI {spi}: {error}", self.index);
             }
@@ -1142,7 +1155,8 @@ impl CpuRuntime {
     }
 
     /// A passthrough device's SPI fired: mask it at the distributor (it is level-triggered and
-    /// stays asserted until the guest's driver clears the device) and raise it in its VM's vGIC.
+    /// stays asserted until the guest's driver clears the device) and make it pending in its
+    /// VM's vGIC.
     fn forward_spi(&mut self, spi: u32) {
         if let Err(error) = self.gic.disable_interrupt(spi) {
             log::error!("cpu{}: cannot mask SPI {spi}: {error}", self.index);
@@ -1158,7 +1172,13 @@ impl CpuRuntime {
                 return;
             }
             match shared.devices.vgic.as_mut() {
-                Some(vgic) => vgic.set_level(None, spi, true),
+                // Latched (as a GICD_ISPENDR write would), not a line held high: the guest's
+                // acknowledgement clears it. The physical line stays masked until the guest's
+                // EOI, so its level is unknown meanwhile; a line held high here would make the
+                // interrupt pending again at every exit of the guest's handler (whose accesses
+                // to a forwarded virtio-mmio transport are exits) and storm it. If the device
+                // still asserts after the EOI, the unmasked SPI fires and latches it again.
+                Some(vgic) => vgic.inject_edge(None, spi),
                 None => Kicks::NONE,
             }
         };
