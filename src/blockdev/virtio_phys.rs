@@ -6,8 +6,11 @@
 //!
 //! Deliberately small: the modern transport only (version 2, VIRTIO_F_VERSION_1; QEMU virt
 //! gives the legacy version 1 unless run with `-global virtio-mmio.force-legacy=false`), one split
-//! virtqueue of [`QUEUE_SIZE`] descriptors, one request at a time, polled to completion (the
-//! device's interrupt is never enabled at the GIC). A request is the three-descriptor chain of
+//! virtqueue of [`QUEUE_SIZE`] descriptors, one request at a time, waited for to completion
+//! by the CPU that sent it: in WFI, with the device's SPI enabled and routed to that CPU only
+//! for the wait, so its pending state wakes the CPU without ever being taken
+//! ([`CompletionWake`]; under QEMU `-icount` a CPU in WFI retires nothing, where a spin would
+//! count thousands of instructions per request). A request is the three-descriptor chain of
 //! §5.2.6 (header, data, status byte); the data descriptor points straight at the caller's
 //! buffer, which Bulkhead's identity map makes a physical address ([`VirtAddr::to_identity_phys`]),
 //! so there is no bounce buffer. The rings, the request header and the status byte share one
@@ -47,6 +50,7 @@ use tock_registers::{register_bitfields, register_structs};
 
 use super::{check_request, DeviceFailure, DiskError, RawDisk, SECTOR_SIZE};
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::arch::aarch64::gic::HostGic;
 use crate::arch::cpu;
 use crate::platform::VirtioMmio;
 
@@ -302,6 +306,8 @@ pub struct VirtioBlk {
     used_idx: u16,
     /// Initialisation failed after a reset: every request fails.
     broken: bool,
+    /// The device's interrupt (an SPI), used only to wake the CPU that waits for a request.
+    intid: u32,
 }
 
 // SAFETY: the registers and the queue page belong to this driver alone; whoever owns the
@@ -341,6 +347,7 @@ impl VirtioBlk {
             avail_idx: 0,
             used_idx: 0,
             broken: false,
+            intid: 0,
         };
         disk.initialise()?;
         Ok(disk)
@@ -509,6 +516,7 @@ impl VirtioBlk {
         unsafe { addr_of_mut!((*page).avail.idx).write_volatile(self.avail_idx) };
         // The index before the notification (§2.7.13, step 4).
         fence(Ordering::SeqCst);
+        let wake = CompletionWake::arm(self.intid);
         self.registers.queue_notify.set(0);
 
         let start = cpu::counter();
@@ -524,7 +532,7 @@ impl VirtioBlk {
             if elapsed_ms(start) > REQUEST_TIMEOUT_MS {
                 return Err(self.recover(DeviceFailure::Timeout));
             }
-            core::hint::spin_loop();
+            wake.wait();
         };
         // The index before the element and the data it covers.
         fence(Ordering::SeqCst);
@@ -535,6 +543,8 @@ impl VirtioBlk {
         // Polled: acknowledge whatever the device raised anyway, so nothing stays pending.
         let pending = self.registers.interrupt_status.get();
         self.registers.interrupt_ack.set(pending);
+        // The line is low again: nothing of it stays pending once it is disabled.
+        drop(wake);
         // SAFETY: the device wrote the status byte before completing the request.
         let answer = unsafe { addr_of!((*page).status).read_volatile() };
         if element.id != 0 || used != self.used_idx {
@@ -602,6 +612,48 @@ impl RawDisk for VirtioBlk {
     }
 }
 
+/// Lets the CPU that waits for a request sleep instead of spinning: while armed, the device's
+/// SPI is enabled at the GIC and routed to this CPU, so its pending state wakes a WFI. It is
+/// never taken (Bulkhead runs with PSTATE.I set) nor acknowledged: the driver acknowledges the
+/// device, the level-sensitive line drops, and dropping this disables the SPI again, so no other
+/// CPU's interrupt handling ever sees it. WFI also wakes on anything else pending (a timer, a
+/// kick), which makes the wait a spin until the request is done, as it was without this; and
+/// without a GIC (host-side use) it is a plain spin.
+struct CompletionWake {
+    gic: Option<&'static HostGic>,
+    intid: u32,
+}
+
+impl CompletionWake {
+    fn arm(intid: u32) -> Self {
+        let gic = crate::boot::host_gic().filter(|gic| {
+            gic.set_level_triggered(intid, true)
+                .and_then(|()| gic.set_spi_target(intid, cpu::cpu_index()))
+                .and_then(|()| gic.enable_interrupt(intid))
+                .is_ok()
+        });
+        Self { gic, intid }
+    }
+
+    fn wait(&self) {
+        if self.gic.is_some() {
+            cpu::wait_for_interrupt();
+        } else {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+impl Drop for CompletionWake {
+    fn drop(&mut self) {
+        if let Some(gic) = self.gic {
+            if let Err(error) = gic.disable_interrupt(self.intid) {
+                log::error!("virtio-blk: cannot disable intid {}: {error}", self.intid);
+            }
+        }
+    }
+}
+
 /// Finds the virtio-blk devices behind `transports` (in their order: `disk = N` in a VM config
 /// counts them so), initialising each with a queue page from `alloc_page`. Transports with no
 /// device or another kind of device are skipped quietly, unusable block devices with a warning.
@@ -626,7 +678,8 @@ pub unsafe fn probe(transports: &[VirtioMmio], mut alloc_page: impl FnMut() -> O
         };
         // SAFETY: forwarded from the caller, and `page` is fresh.
         match unsafe { VirtioBlk::new(transport.base, page) } {
-            Ok(disk) => {
+            Ok(mut disk) => {
+                disk.intid = transport.intid;
                 log::info!(
                     "disk{}: virtio-blk at {} intid {}: {} sectors ({} MiB){}{}",
                     disks.len(),

@@ -94,6 +94,12 @@ pub fn send_event() {
     aarch64_cpu::asm::sev();
 }
 
+/// Waits for an interrupt (WFI). Bulkhead runs with PSTATE.I set, so the interrupt is not
+/// taken: WFI returns once one is pending at this CPU's interface.
+pub fn wait_for_interrupt() {
+    aarch64_cpu::asm::wfi();
+}
+
 /// Stops this CPU for good: interrupts masked, waiting for events that change nothing.
 pub fn halt() -> ! {
     // SAFETY: masking interrupts at EL2 only affects this CPU, which is stopping.
