@@ -1322,3 +1322,47 @@ fn simulated_guest_keeps_lrs_consistent() {
     }
     assert!(completed > 1000, "{completed}");
 }
+
+/// The exit path's shortcuts (`lr_mask`, `needs_flush` forgetting quiet SPI words) must never
+/// hide an interrupt: an SPI delivered and completed, then raised again long after its word was
+/// found quiet, is delivered again; a second SPI in another word too.
+#[test]
+fn quiet_spi_words_come_back_when_raised_again() {
+    let mut vgic = v3(1);
+    enable_spi(&mut vgic, 40);
+    enable_spi(&mut vgic, 70);
+    assert_eq!(vgic.lr_mask(0), 0);
+    assert!(!vgic.needs_flush(0));
+    vgic.inject_edge(None, 40);
+    assert!(vgic.needs_flush(0));
+    let mut lrs: [ListRegister; 4] = empty_lrs();
+    vgic.flush(0, &mut lrs);
+    assert_eq!(held(&lrs), [40]);
+    assert_eq!(vgic.lr_mask(0), 1);
+    guest_ack(&mut lrs, 40);
+    guest_eoi(&mut lrs, 40);
+    vgic.sync(0, &lrs);
+    assert_eq!(vgic.lr_mask(0), 0);
+    // Quiet again: needs_flush forgets the word, many times over.
+    for _ in 0..3 {
+        assert!(!vgic.needs_flush(0));
+    }
+    // A disabled line held high does not count as waiting, nor does it hide the next one.
+    let (offset, bit) = bit_reg(GICD_ICENABLER, 70);
+    vgic.dist_write(0, offset, 4, bit).unwrap();
+    vgic.set_level(None, 70, true);
+    assert!(!vgic.needs_flush(0));
+    vgic.inject_edge(None, 40);
+    assert!(vgic.needs_flush(0));
+    assert!(vgic.has_deliverable(0));
+    let mut lrs: [ListRegister; 4] = empty_lrs();
+    vgic.flush(0, &mut lrs);
+    assert_eq!(held(&lrs), [40]);
+    // Enabling 70 (line still high) makes it a candidate again.
+    enable_spi(&mut vgic, 70);
+    assert!(vgic.needs_flush(0));
+    let flushed = vgic.flush(0, &mut lrs);
+    assert_eq!(held(&lrs), [40, 70]);
+    assert!(!flushed.more_pending);
+    assert_eq!(vgic.lr_mask(0), 0b11);
+}
