@@ -44,7 +44,6 @@ mod disk;
 #[cfg(target_os = "none")]
 mod figures;
 #[cfg(target_os = "none")]
-mod gicd;
 #[cfg(target_os = "none")]
 mod pmu;
 #[cfg(target_os = "none")]
